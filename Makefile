@@ -1,0 +1,64 @@
+# stock-pipeline: `make dev` runs everything locally, `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PORT ?= 4566
+
+.PHONY: help install dev test lint format validate docs local-aws provision produce alerts bench lock clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(STAMP) ## create .venv and install pinned dependencies
+
+.env:
+	cp .env.example .env
+
+dev: $(STAMP) .env ## emulator + provision + producer + dagster dev (http://127.0.0.1:3000)
+	$(BIN)/stock-pipeline dev
+
+test: $(STAMP) ## run the test suite against a throwaway emulator
+	$(BIN)/pytest
+
+lint: $(STAMP) ## ruff and sqlfluff
+	$(BIN)/ruff check stock_pipeline tests benchmarks
+	$(BIN)/ruff format --check stock_pipeline tests benchmarks
+	$(BIN)/sqlfluff lint dbt_project/models
+
+format: $(STAMP) ## apply ruff's formatting and fixes
+	$(BIN)/ruff check --fix stock_pipeline tests benchmarks
+	$(BIN)/ruff format stock_pipeline tests benchmarks
+
+validate: $(STAMP) ## dagster definitions validate
+	$(BIN)/dagster definitions validate -w workspace.yaml
+
+local-aws: $(STAMP) .env ## run the AWS emulator in the foreground on PORT and provision it
+	$(BIN)/stock-pipeline local-aws --port $(PORT)
+
+provision: $(STAMP) .env ## create stream, bucket, topic and queue (idempotent)
+	$(BIN)/stock-pipeline provision
+
+produce: $(STAMP) .env ## stream synthetic ticks to Kinesis until Ctrl-C
+	$(BIN)/stock-pipeline produce --source synthetic
+
+alerts: $(STAMP) .env ## print alerts from the local SQS queue as they arrive
+	$(BIN)/stock-pipeline alerts
+
+bench: $(STAMP) ## run the benchmarks and print their figures
+	for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+lock: ## re-resolve dependencies and rewrite constraints.txt
+	rm -rf /tmp/stock-pipeline-lock && $(PYTHON) -m venv /tmp/stock-pipeline-lock
+	/tmp/stock-pipeline-lock/bin/pip install --quiet -e '.[dev]'
+	/tmp/stock-pipeline-lock/bin/pip freeze --exclude-editable > constraints.txt
+
+clean: ## remove the virtualenv and local state (.data, .dagster, dbt target)
+	rm -rf $(VENV) .data .dagster dbt_project/target dbt_project/logs

@@ -1,0 +1,41 @@
+"""Environment variables the pipeline reads, with their local defaults.
+
+Dagster resources read these through `dg.EnvVar`; the CLI and dbt's profiles.yml use the same
+names. `.env.example` documents them.
+"""
+
+import os
+
+DEFAULTS: dict[str, str] = {
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "TICKS_STREAM": "stock-ticks",
+    "TICKS_STREAM_SHARDS": "2",
+    "KINESIS_SENSOR_INTERVAL_SECONDS": "5",
+    "KINESIS_MAX_RECORDS_PER_RUN": "50000",
+    "LAKE_BUCKET": "stock-lake",
+    "LAKE_PREFIX": "",
+    "ALERTS_TOPIC": "stock-alerts",
+    "ALERTS_QUEUE": "stock-alerts-local",
+    "DUCKDB_DATABASE": ".data/warehouse.duckdb",
+    "MARKET_DATA_SOURCE": "synthetic",
+    "SYMBOLS": "AAPL,MSFT,NVDA,AMZN,GOOGL,META,TSLA,BRK-B,JPM,V,"
+    "UNH,XOM,JNJ,WMT,MA,PG,HD,COST,AVGO,KO",
+    "PRODUCER_RATE": "50",
+}
+
+LOCAL_ENDPOINT = "http://127.0.0.1:4566"
+
+
+def setting(name: str) -> str:
+    """The variable's value, or its documented default."""
+    return os.environ.get(name, DEFAULTS.get(name, ""))
+
+
+def symbols() -> list[str]:
+    return [s.strip().upper() for s in setting("SYMBOLS").split(",") if s.strip()]
+
+
+def apply_defaults() -> None:
+    """Fill unset variables with their defaults, so `dg.EnvVar` resolves without a .env file."""
+    for name, value in DEFAULTS.items():
+        os.environ.setdefault(name, value)

@@ -11,10 +11,10 @@ PORT ?= 4566
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml .ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet -c .ci/constraints.txt -e '.[dev]'
 	touch $@
 
 install: $(STAMP) ## create .venv and install pinned dependencies
@@ -55,10 +55,10 @@ alerts: $(STAMP) .env ## print alerts from the local SQS queue as they arrive
 bench: $(STAMP) ## run the benchmarks and print their figures
 	for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
-lock: ## re-resolve dependencies and rewrite constraints.txt
+lock: ## re-resolve dependencies and rewrite .ci/constraints.txt (the tested resolution)
 	rm -rf /tmp/stock-pipeline-lock && $(PYTHON) -m venv /tmp/stock-pipeline-lock
 	/tmp/stock-pipeline-lock/bin/pip install --quiet -e '.[dev]'
-	/tmp/stock-pipeline-lock/bin/pip freeze --exclude-editable > constraints.txt
+	/tmp/stock-pipeline-lock/bin/pip freeze --exclude-editable > .ci/constraints.txt
 
 clean: ## remove the virtualenv and local state (.data, .dagster, dbt target)
 	rm -rf $(VENV) .data .dagster dbt_project/target dbt_project/logs

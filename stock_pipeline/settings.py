@@ -5,6 +5,7 @@ names. `.env.example` documents them.
 """
 
 import os
+from pathlib import Path
 
 DEFAULTS: dict[str, str] = {
     "AWS_DEFAULT_REGION": "us-east-1",
@@ -36,6 +37,13 @@ def symbols() -> list[str]:
 
 
 def apply_defaults() -> None:
-    """Fill unset variables with their defaults, so `dg.EnvVar` resolves without a .env file."""
+    """Fill unset variables with their defaults, so `dg.EnvVar` resolves without a .env file.
+
+    The warehouse path is made absolute: dbt runs in dbt_project/, Python in the repo root, and
+    both must open the same file.
+    """
     for name, value in DEFAULTS.items():
         os.environ.setdefault(name, value)
+    database = Path(os.environ["DUCKDB_DATABASE"]).absolute()
+    database.parent.mkdir(parents=True, exist_ok=True)
+    os.environ["DUCKDB_DATABASE"] = str(database)

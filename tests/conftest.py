@@ -70,3 +70,14 @@ def s3(aws_env):
 @pytest.fixture
 def kinesis(aws_env):
     return boto3.client("kinesis")
+
+
+@pytest.fixture
+def ingest_ticks(provisioned):
+    """`ingest_ticks(ticks)`: the real producer, sensor and raw_ticks asset, in-process.
+
+    One cursor per test, so repeated calls consume only what is new on the stream.
+    """
+    from tests.helpers import StreamIngest
+
+    return StreamIngest()

@@ -1,3 +1,17 @@
+"""Ingest: the Kinesis stream into the S3 Parquet lake, exactly once per shard range."""
+
 import dagster as dg
 
-defs = dg.Definitions()
+from stock_pipeline.defs.ingest.assets import raw_ticks, raw_ticks_job
+from stock_pipeline.defs.ingest.sensors import kinesis_ticks_sensor
+from stock_pipeline.resources.aws import KinesisResource, LakeResource
+
+defs = dg.Definitions(
+    assets=[raw_ticks],
+    jobs=[raw_ticks_job],
+    sensors=[kinesis_ticks_sensor],
+    resources={
+        "kinesis": KinesisResource(stream_name=dg.EnvVar("TICKS_STREAM")),
+        "lake": LakeResource(bucket=dg.EnvVar("LAKE_BUCKET"), prefix=dg.EnvVar("LAKE_PREFIX")),
+    },
+)

@@ -1,0 +1,90 @@
+"""Writing ticks and quarantined records to the S3 lake (DESIGN.md, lake layout).
+
+Object keys depend only on the Kinesis range they hold, so writing a range again overwrites the
+same objects: a retried or re-run range never adds a file.
+"""
+
+import base64
+import gzip
+import io
+import json
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from stock_pipeline.resources.aws import LakeResource
+from stock_pipeline.wire import RAW_TICKS_SCHEMA
+
+
+@dataclass
+class WriteResult:
+    keys: list[str] = field(default_factory=list)
+    partitions: set[str] = field(default_factory=set)
+    rows: int = 0
+    bytes: int = 0
+
+    def add(self, other: "WriteResult") -> None:
+        self.keys += other.keys
+        self.partitions |= other.partitions
+        self.rows += other.rows
+        self.bytes += other.bytes
+
+
+def _by_date(table: pa.Table, ts_column: str):
+    """(YYYY-MM-DD, rows of that UTC date), for each date present."""
+    dates = pc.strftime(table.column(ts_column), format="%Y-%m-%d")
+    for date in sorted(pc.unique(dates).to_pylist()):
+        yield date, table.filter(pc.equal(dates, date))
+
+
+def write_ticks(
+    lake: LakeResource, s3, ticks: pa.Table, shard_id: str, first: str, last: str
+) -> WriteResult:
+    """raw/ticks/dt=<event date>/shard=<shard>/<first>_<last>.parquet, one per event date."""
+    result = WriteResult()
+    for date, rows in _by_date(ticks, "ts"):
+        buffer = io.BytesIO()
+        pq.write_table(rows.select(RAW_TICKS_SCHEMA.names).cast(RAW_TICKS_SCHEMA), buffer,
+                       compression="zstd")
+        key = lake.key("raw/ticks", f"dt={date}", f"shard={shard_id}", f"{first}_{last}.parquet")
+        s3.put_object(Bucket=lake.bucket, Key=key, Body=buffer.getvalue())
+        result.keys.append(key)
+        result.partitions.add(date)
+        result.rows += rows.num_rows
+        result.bytes += buffer.tell()
+    return result
+
+
+def _quarantine_line(record: dict) -> str:
+    payload = record.pop("data")
+    try:
+        record["payload"] = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        record["payload_base64"] = base64.b64encode(payload).decode("ascii")
+    record["arrival_ts"] = record["arrival_ts"].isoformat()
+    return json.dumps(record, ensure_ascii=False)
+
+
+def write_quarantine(
+    lake: LakeResource, s3, records: pa.Table, shard_id: str, first: str, last: str
+) -> WriteResult:
+    """quarantine/ticks/dt=<arrival date>/shard=<shard>/<first>_<last>.jsonl.gz.
+
+    Bad records may have no readable event time, so they are filed by arrival date.
+    """
+    result = WriteResult()
+    for date, rows in _by_date(records, "arrival_ts"):
+        lines = "\n".join(_quarantine_line(r) for r in rows.to_pylist()) + "\n"
+        # mtime=0: the same records always make the same bytes.
+        body = gzip.compress(lines.encode("utf-8"), mtime=0)
+        key = lake.key(
+            "quarantine/ticks", f"dt={date}", f"shard={shard_id}", f"{first}_{last}.jsonl.gz"
+        )
+        s3.put_object(Bucket=lake.bucket, Key=key, Body=body)
+        result.keys.append(key)
+        result.partitions.add(date)
+        result.rows += rows.num_rows
+        result.bytes += len(body)
+    return result

@@ -31,9 +31,7 @@ def ensure_bucket(s3, name: str, region: str) -> None:
         if region == "us-east-1":
             s3.create_bucket(Bucket=name)
         else:
-            s3.create_bucket(
-                Bucket=name, CreateBucketConfiguration={"LocationConstraint": region}
-            )
+            s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": region})
         log.info("created bucket %s", name)
     except ClientError as err:
         if err.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
@@ -72,7 +70,9 @@ def provision(shard_count: int | None = None, wait: bool = True) -> None:
     session = boto3.session.Session()
     region = session.region_name or setting("AWS_DEFAULT_REGION")
     shards = shard_count or int(setting("TICKS_STREAM_SHARDS"))
-    ensure_stream(session.client("kinesis", region_name=region), setting("TICKS_STREAM"), shards, wait)
+    ensure_stream(
+        session.client("kinesis", region_name=region), setting("TICKS_STREAM"), shards, wait
+    )
     ensure_bucket(session.client("s3", region_name=region), setting("LAKE_BUCKET"), region)
     ensure_alerts(
         session.client("sns", region_name=region),

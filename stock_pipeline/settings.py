@@ -6,6 +6,7 @@ names. `.env.example` documents them.
 
 import os
 from pathlib import Path
+from urllib.parse import urlparse
 
 DEFAULTS: dict[str, str] = {
     "AWS_DEFAULT_REGION": "us-east-1",
@@ -44,6 +45,10 @@ def apply_defaults() -> None:
     """
     for name, value in DEFAULTS.items():
         os.environ.setdefault(name, value)
+    # The emulator accepts any keys; AWS itself never gets these (its endpoint is not loopback).
+    if urlparse(os.environ.get("AWS_ENDPOINT_URL", "")).hostname in ("127.0.0.1", "localhost"):
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
     database = Path(os.environ["DUCKDB_DATABASE"]).absolute()
     database.parent.mkdir(parents=True, exist_ok=True)
     os.environ["DUCKDB_DATABASE"] = str(database)

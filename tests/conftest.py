@@ -55,7 +55,7 @@ def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path) -> di
 
 @pytest.fixture
 def provisioned(aws_env: dict[str, str]) -> dict[str, str]:
-    """The emulator with the stream, bucket, topic and queue that `stock-pipeline provision` makes."""
+    """The emulator with what `stock-pipeline provision` makes: stream, bucket, topic, queue."""
     from stock_pipeline.provision import provision
 
     provision(shard_count=2, wait=True)

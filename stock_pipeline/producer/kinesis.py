@@ -89,8 +89,12 @@ class KinesisProducer:
             if not failed:
                 return
             codes = {r["ErrorCode"] for r in response["Records"] if "ErrorCode" in r}
-            log.warning("%d of %d records rejected (%s); re-sending them", len(failed),
-                        len(pending), ", ".join(sorted(codes)))
+            log.warning(
+                "%d of %d records rejected (%s); re-sending them",
+                len(failed),
+                len(pending),
+                ", ".join(sorted(codes)),
+            )
             self.stats.retried += len(failed)
             pending = failed
             # Full jitter: spreads the retries of many producers over the backoff window.

@@ -35,6 +35,8 @@ REQUIRED = ("event_id", "symbol", "ts", "price", "volume", "source", "schema_ver
 _JSON_TYPES = {pa.string(): (str,), pa.float64(): (int, float), pa.int64(): (int,)}
 _PARSE = pj.ParseOptions(explicit_schema=WIRE_SCHEMA, unexpected_field_behavior="ignore")
 _INT64_MAX = 2**63 - 1
+# ISO-8601 with a UTC offset: the wire format requires one, so event time is unambiguous.
+ISO_TIMESTAMP = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})"
 
 # Reason for each record, first rule broken wins; null means valid.
 _VALIDATE_SQL = f"""
@@ -53,9 +55,8 @@ select
         {" ".join(f"when {f} is null then 'missing_field:{f}'" for f in REQUIRED)}
         when event_id = '' then 'missing_field:event_id'
         when not regexp_full_match(symbol, '{SYMBOL_PATTERN[1:-1]}') then 'bad_symbol'
-        when not regexp_full_match(
-            ts, '\\d{{4}}-\\d{{2}}-\\d{{2}}[T ]\\d{{2}}:\\d{{2}}:\\d{{2}}(\\.\\d+)?(Z|[+-]\\d{{2}}:?\\d{{2}})'
-        ) or try_cast(ts as timestamptz) is null then 'bad_timestamp'
+        when not regexp_full_match(ts, '{ISO_TIMESTAMP}')
+            or try_cast(ts as timestamptz) is null then 'bad_timestamp'
         when not isfinite(price) then 'non_finite_price'
         when price <= 0 then 'non_positive_price'
         when volume < 0 then 'negative_volume'
@@ -103,9 +104,12 @@ def _parse_one(payload: bytes) -> dict | str:
         item = value.get(field.name)
         if item is None:
             fields[field.name] = None
-        elif isinstance(item, bool) or not isinstance(item, _JSON_TYPES[field.type]):
-            return f"wrong_type:{field.name}"
-        elif field.type == pa.int64() and abs(item) > _INT64_MAX:
+        elif (
+            isinstance(item, bool)
+            or not isinstance(item, _JSON_TYPES[field.type])
+            or field.type == pa.int64()
+            and abs(item) > _INT64_MAX
+        ):
             return f"wrong_type:{field.name}"
         elif field.type == pa.float64() and isinstance(item, int) and abs(item) > 1e308:
             fields[field.name] = math.inf

@@ -40,7 +40,8 @@ def list_shards(client: Any, stream_name: str) -> list[Shard]:
     shards, token = [], None
     while True:
         page = (
-            client.list_shards(NextToken=token) if token
+            client.list_shards(NextToken=token)
+            if token
             else client.list_shards(StreamName=stream_name)
         )
         for shard in page["Shards"]:
@@ -122,13 +123,19 @@ def read_range(
         done = records and int(records[-1]["SequenceNumber"]) >= last_int
         if done or not iterator or (not page["Records"] and not millis_behind):
             break
-    if not records or int(records[0]["SequenceNumber"]) != first_int or (
-        int(records[-1]["SequenceNumber"]) != last_int
+    if (
+        not records
+        or int(records[0]["SequenceNumber"]) != first_int
+        or (int(records[-1]["SequenceNumber"]) != last_int)
     ):
-        got = f"{records[0]['SequenceNumber']}..{records[-1]['SequenceNumber']}" if records else "nothing"
+        got = (
+            f"{records[0]['SequenceNumber']}..{records[-1]['SequenceNumber']}"
+            if records
+            else "nothing"
+        )
         raise RangeUnavailableError(
             f"shard {shard_id}: range {first}..{last} is no longer whole in the stream "
-            f"(read {got}); it was trimmed past retention. Its lake objects, if written "
+            f"(read {held or 'nothing'}); it was trimmed past retention. Its lake objects, if written "
             "before, are kept."
         )
     return records, millis_behind

@@ -46,8 +46,9 @@ def write_ticks(
     result = WriteResult()
     for date, rows in _by_date(ticks, "ts"):
         buffer = io.BytesIO()
-        pq.write_table(rows.select(RAW_TICKS_SCHEMA.names).cast(RAW_TICKS_SCHEMA), buffer,
-                       compression="zstd")
+        pq.write_table(
+            rows.select(RAW_TICKS_SCHEMA.names).cast(RAW_TICKS_SCHEMA), buffer, compression="zstd"
+        )
         key = lake.key("raw/ticks", f"dt={date}", f"shard={shard_id}", f"{first}_{last}.parquet")
         s3.put_object(Bucket=lake.bucket, Key=key, Body=buffer.getvalue())
         result.keys.append(key)

@@ -74,13 +74,16 @@ def kinesis_ticks_sensor(
             scan = scan_shard(client, kinesis.stream_name, shard, None, budget)
         if scan.count:
             records += scan.count
-            ranges.append(ShardRange(
-                shard_id=shard.shard_id,
-                first_sequence=scan.first_sequence,
-                last_sequence=scan.last_sequence,
-            ))
+            ranges.append(
+                ShardRange(
+                    shard_id=shard.shard_id,
+                    first_sequence=scan.first_sequence,
+                    last_sequence=scan.last_sequence,
+                )
+            )
             checkpoints[shard.shard_id] = {
-                "sequence": scan.last_sequence, "arrival": scan.last_arrival
+                "sequence": scan.last_sequence,
+                "arrival": scan.last_arrival,
             }
         elif scan.drained:
             drained.add(shard.shard_id)

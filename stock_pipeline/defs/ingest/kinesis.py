@@ -123,19 +123,11 @@ def read_range(
         done = records and int(records[-1]["SequenceNumber"]) >= last_int
         if done or not iterator or (not page["Records"] and not millis_behind):
             break
-    if (
-        not records
-        or int(records[0]["SequenceNumber"]) != first_int
-        or (int(records[-1]["SequenceNumber"]) != last_int)
-    ):
-        got = (
-            f"{records[0]['SequenceNumber']}..{records[-1]['SequenceNumber']}"
-            if records
-            else "nothing"
-        )
+    held = [int(r["SequenceNumber"]) for r in (records[0], records[-1])] if records else []
+    if held != [first_int, last_int]:
         raise RangeUnavailableError(
-            f"shard {shard_id}: range {first}..{last} is no longer whole in the stream "
-            f"(read {held or 'nothing'}); it was trimmed past retention. Its lake objects, if written "
-            "before, are kept."
+            f"shard {shard_id}: range {first}..{last} is no longer whole in the stream (read "
+            f"{'..'.join(map(str, held)) or 'nothing'}); it was trimmed past retention. Lake "
+            "objects written for it before are kept."
         )
     return records, millis_behind

@@ -1,0 +1,25 @@
+{% macro lake_root() %}
+    {#- The lake's s3:// root, as configured once on the `lake` source in __sources.yml. -#}
+    {%- for node in graph.sources.values() if node.source_name == 'lake' -%}
+        {{- return(node.config.lake_root) -}}
+    {%- endfor -%}
+{% endmacro %}
+
+{% macro lake_has_files(relative_glob) %}
+    {#- True when the lake holds at least one object matching `relative_glob` under lake_root().
+        read_parquet() errors on a glob that matches nothing, so models reading a lake prefix
+        that may still be empty check first. At parse time there is no connection: assume yes. -#}
+    {%- if not execute -%}
+        {{ return(true) }}
+    {%- endif -%}
+    {%- set found = run_query(
+        "select count(*) from glob(" ~ dbt.string_literal(lake_root() ~ relative_glob) ~ ")"
+    ) -%}
+    {{ return(found.columns[0].values()[0] > 0) }}
+{% endmacro %}
+
+{% macro loaded_watermark(relation) %}
+    {#- The newest `loaded_at` an incremental model has processed; rows of its input loaded
+        later are new to it. -infinity while it is still empty. -#}
+    coalesce((select max(loaded_at) from {{ relation }}), timestamptz '-infinity')
+{% endmacro %}

@@ -1,0 +1,62 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['symbol', 'minute_ts'],
+        on_schema_change='fail',
+    )
+}}
+
+with
+
+ticks as (
+
+    select * from {{ ref('stg_lake__ticks') }}
+
+),
+
+{% if is_incremental() -%}
+touched_minutes as (
+
+    -- The bars that ticks loaded since this model last ran fall into, late ticks included.
+    select distinct
+        symbol,
+        minute_ts
+    from ticks
+    where loaded_at > {{ loaded_watermark(this) }}
+
+),
+
+{% endif -%}
+bar_ticks as (
+
+    select ticks.*
+    from ticks
+    {% if is_incremental() -%}
+    semi join touched_minutes using (symbol, minute_ts)
+    {%- endif %}
+
+),
+
+final as (
+
+    select
+        symbol,
+        minute_ts,
+        any_value(trade_date) as trade_date,
+        -- (ts, event_id) orders ticks with the same time deterministically.
+        arg_min(price, (ts, event_id)) as open,
+        max(price) as high,
+        min(price) as low,
+        arg_max(price, (ts, event_id)) as close,
+        sum(volume) as volume,
+        sum(price * volume) / nullif(sum(volume), 0) as vwap,
+        count(*) as trade_count,
+        max(ts) as last_ts,
+        max(loaded_at) as loaded_at
+    from bar_ticks
+    group by symbol, minute_ts
+
+)
+
+select * from final

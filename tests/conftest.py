@@ -4,6 +4,7 @@ Each test gets a clean emulator (moto's reset API) and its own environment and w
 so tests do not see each other's streams, objects or alerts.
 """
 
+import logging
 import socket
 from collections.abc import Iterator
 
@@ -13,6 +14,9 @@ import requests
 from moto.server import ThreadedMotoServer
 
 from stock_pipeline.settings import DEFAULTS
+
+
+logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request at INFO
 
 
 def _free_port() -> int:

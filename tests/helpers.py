@@ -40,9 +40,12 @@ class StreamIngest:
     def drain(self, max_ticks: int = 50) -> int:
         """Evaluate the sensor and run what it asks for until it asks for nothing; runs made."""
         for runs in range(max_ticks):
+            cursor = self.cursor
             result = self.evaluate_sensor()
-            if not result.run_requests:
+            if not result.run_requests and result.cursor == cursor:
                 return runs
+            if not result.run_requests:
+                continue
             (request,) = result.run_requests
             self.run_configs.append(request.run_config)
             self.run(request.run_config)

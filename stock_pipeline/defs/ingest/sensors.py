@@ -53,16 +53,17 @@ def kinesis_ticks_sensor(
                 f"{checkpoint['sequence']} may have been trimmed before they were consumed."
             )
 
-    ready = [
-        shard
-        for shard in shards
-        if shard.shard_id not in drained
-        and all(parent in drained or parent not in known for parent in shard.parents)
-    ]
-    budget = max(1, int(setting("KINESIS_MAX_RECORDS_PER_RUN")) // max(1, len(ready)))
+    # Shard ids grow as shards are created, so parents sort before their children and a parent
+    # drained in this loop frees its children in the same evaluation.
+    pending = sorted(
+        (shard for shard in shards if shard.shard_id not in drained), key=lambda s: s.shard_id
+    )
+    budget = max(1, int(setting("KINESIS_MAX_RECORDS_PER_RUN")) // max(1, len(pending)))
     ranges: list[ShardRange] = []
     records = 0
-    for shard in ready:
+    for shard in pending:
+        if not all(parent in drained or parent not in known for parent in shard.parents):
+            continue  # resharding: a child waits until its parents are drained
         after = checkpoints.get(shard.shard_id, {}).get("sequence")
         try:
             scan = scan_shard(client, kinesis.stream_name, shard, after, budget)

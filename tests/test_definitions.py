@@ -1,0 +1,27 @@
+"""Loading: the Dagster definitions load and validate as `dagster dev` would load them."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_definitions_validate(aws_env):
+    result = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Validation successful" in result.stdout + result.stderr
+
+
+def test_definitions_hold_the_pipeline():
+    from stock_pipeline.definitions import defs
+
+    assert defs.get_sensor_def("kinesis_ticks_sensor")
+    assert defs.resolve_job_def("raw_ticks_job")
+    assert defs.get_assets_def("raw_ticks")

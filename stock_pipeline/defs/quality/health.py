@@ -1,0 +1,107 @@
+"""Pipeline-health alerts: a failed run, and `latest_quotes` going stale while ticks flow.
+
+Both publish through the same outbox and ledger as the anomaly checks, with their own `kind`.
+The freshness sensor also retries every minute whatever earlier deliveries left pending.
+"""
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from stock_pipeline.resources.alerts import Alert, AlertsResource
+from stock_pipeline.resources.aws import KinesisResource
+from stock_pipeline.settings import setting
+
+LATEST_QUOTES = dg.AssetKey("latest_quotes")
+MAX_AGE_SETTING = "LATEST_QUOTES_MAX_AGE_MINUTES"
+DEFAULT_MAX_AGE_MINUTES = 10.0
+# GetRecords may return nothing while it skips ahead through a shard; give up after this many.
+MAX_EMPTY_READS = 5
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def producer_live(kinesis: KinesisResource, since: datetime) -> bool:
+    """Whether any shard of the stream received a record at or after `since`."""
+    client = kinesis.get_client()
+    pages = client.get_paginator("list_shards").paginate(StreamName=kinesis.stream_name)
+    for shard in (shard for page in pages for shard in page["Shards"]):
+        iterator = client.get_shard_iterator(
+            StreamName=kinesis.stream_name,
+            ShardId=shard["ShardId"],
+            ShardIteratorType="AT_TIMESTAMP",
+            Timestamp=since,
+        )["ShardIterator"]
+        for _ in range(MAX_EMPTY_READS):
+            response = client.get_records(ShardIterator=iterator, Limit=1)
+            if response["Records"]:
+                return True
+            iterator = response.get("NextShardIterator")
+            if not iterator or not response.get("MillisBehindLatest"):
+                break
+    return False
+
+
+@dg.run_failure_sensor(name="run_failure_sensor", default_status=dg.DefaultSensorStatus.RUNNING)
+def run_failure_sensor(context: dg.RunFailureSensorContext, alerts: AlertsResource) -> None:
+    """Publish one ERROR alert per failed run (the run id is its identity)."""
+    run = context.dagster_run
+    assets = sorted(key.to_user_string() for key in run.asset_selection or ())
+    event = context.failure_event
+    delivery = alerts.publish(
+        [
+            Alert(
+                alert_id=f"run_failure:{run.run_id}",
+                kind="run_failure",
+                rule="run_failure",
+                severity="ERROR",
+                asset_key=",".join(assets) or None,
+                event_time=iso(datetime.fromtimestamp(event.timestamp, UTC)),
+                summary=f"run {run.run_id} of {run.job_name} failed: {event.message}",
+            )
+        ]
+    )
+    if delivery.error:
+        context.log.warning("run failure alert pending: %s", delivery.error)
+
+
+@dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+def latest_quotes_freshness_sensor(
+    context: dg.SensorEvaluationContext, alerts: AlertsResource, kinesis: KinesisResource
+) -> dg.SkipReason:
+    """Alert once per breach when `latest_quotes` is older than the bound and ticks still flow.
+
+    A breach is named by the last update it follows, so it alerts once however long it lasts.
+    """
+    max_age = timedelta(minutes=float(setting(MAX_AGE_SETTING) or DEFAULT_MAX_AGE_MINUTES))
+    now = datetime.now(UTC)
+    record = context.instance.get_latest_materialization_event(LATEST_QUOTES)
+    updated = datetime.fromtimestamp(record.timestamp, UTC) if record else None
+    if updated is not None and now - updated <= max_age:
+        verdict = f"latest_quotes updated {iso(updated)}, within {max_age}"
+        alerts_to_send = []
+    elif not producer_live(kinesis, since=now - max_age):
+        verdict = f"latest_quotes stale but no ticks arrived in the last {max_age}"
+        alerts_to_send = []
+    else:
+        age_minutes = (now - updated).total_seconds() / 60 if updated else None
+        verdict = f"latest_quotes stale: last updated {iso(updated) if updated else 'never'}"
+        alerts_to_send = [
+            Alert(
+                alert_id=f"freshness:latest_quotes:{iso(updated) if updated else 'never'}",
+                kind="freshness",
+                rule="freshness",
+                severity="WARN",
+                asset_key=LATEST_QUOTES.to_user_string(),
+                event_time=iso(updated + max_age if updated else now),
+                value=age_minutes,
+                threshold=max_age.total_seconds() / 60,
+                summary=f"{verdict} while the producer is live",
+            )
+        ]
+    delivery = alerts.publish(alerts_to_send)
+    if delivery.error:
+        verdict += f"; {len(delivery.pending)} alert(s) pending: {delivery.error}"
+    return dg.SkipReason(verdict)

@@ -1,0 +1,215 @@
+"""Alerts: publish to the SNS topic exactly once, and read them back from the local SQS queue.
+
+Delivery uses an outbox and a ledger in the lake bucket, one small S3 object per alert id:
+
+    <prefix>/alerts/pending/<alert_id>.json   recorded before publishing (the outbox)
+    <prefix>/alerts/sent/<alert_id>.json      written only after SNS accepted the message
+
+S3 is durable, survives restarts and needs no write lock on the DuckDB warehouse, and the same
+calls work on AWS unchanged. An alert already in `sent/` is never published again; one in
+`pending/` is retried on every later delivery, so nothing is lost while SNS is down. The one
+remaining window is a crash between SNS accepting a message and `sent/` being written: that
+alert is sent again once, with the same `alert_id` for consumers to de-duplicate.
+"""
+
+import json
+import sys
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any, TextIO
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from stock_pipeline.resources.aws import AwsResource
+
+AWS_ERRORS = (BotoCoreError, ClientError)
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert message. `alert_id` is its stable identity, e.g. `price_jump:AAPL:<minute>`."""
+
+    alert_id: str
+    kind: str  # "anomaly", "run_failure", "freshness"
+    rule: str
+    severity: str  # "WARN" or "ERROR"
+    asset_key: str | None
+    event_time: str  # ISO-8601 UTC
+    symbol: str | None = None
+    value: float | None = None
+    threshold: float | None = None
+    summary: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"), allow_nan=False)
+
+    def message_attributes(self) -> dict[str, dict[str, str]]:
+        """Attributes for SNS filter policies (SNS rejects empty values, so those are left out)."""
+        fields = {
+            "kind": self.kind,
+            "rule": self.rule,
+            "severity": self.severity,
+            "symbol": self.symbol,
+            "asset_key": self.asset_key,
+        }
+        return {
+            name: {"DataType": "String", "StringValue": value}
+            for name, value in fields.items()
+            if value
+        }
+
+
+@dataclass
+class Delivery:
+    """What one delivery attempt did: operators see these numbers in the check's metadata."""
+
+    sent: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+class AlertsResource(AwsResource):
+    """The SNS alerts topic (ARN resolved at run time) and the delivery ledger in S3."""
+
+    topic_name: str
+    ledger_bucket: str
+    ledger_prefix: str = ""
+
+    def _key(self, state: str, alert_id: str = "") -> str:
+        name = f"{alert_id}.json" if alert_id else ""
+        return "/".join(p.strip("/") for p in (self.ledger_prefix, "alerts", state, name) if p)
+
+    def _ids(self, s3: Any, state: str) -> set[str]:
+        prefix = self._key(state) + "/"
+        pages = s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.ledger_bucket, Prefix=prefix
+        )
+        return {
+            obj["Key"][len(prefix) : -len(".json")]
+            for page in pages
+            for obj in page.get("Contents", [])
+        }
+
+    def topic_arn(self, sns: Any) -> str:
+        """The topic's ARN, looked up by name (no sns:CreateTopic needed at run time)."""
+        for page in sns.get_paginator("list_topics").paginate():
+            for topic in page["Topics"]:
+                if topic["TopicArn"].rsplit(":", 1)[-1] == self.topic_name:
+                    return topic["TopicArn"]
+        raise LookupError(
+            f"SNS topic {self.topic_name!r} not found; run `stock-pipeline provision`"
+        )
+
+    def publish(self, alerts: Iterable[Alert]) -> Delivery:
+        """Queue every alert not sent before, then deliver everything pending.
+
+        SNS failures are reported in the result, not raised: the alerts stay pending for the next
+        delivery. Ledger (S3) failures raise, since then nothing can be known or recorded.
+        """
+        s3 = self.boto_client("s3")
+        sent = self._ids(s3, "sent")
+        for alert in alerts:
+            if alert.alert_id not in sent:
+                s3.put_object(
+                    Bucket=self.ledger_bucket,
+                    Key=self._key("pending", alert.alert_id),
+                    Body=alert.to_json().encode(),
+                    ContentType="application/json",
+                )
+        return self._deliver(s3, sent)
+
+    def deliver_pending(self) -> Delivery:
+        """Retry whatever earlier deliveries left pending."""
+        s3 = self.boto_client("s3")
+        return self._deliver(s3, self._ids(s3, "sent"))
+
+    def _deliver(self, s3: Any, sent: set[str]) -> Delivery:
+        pending = sorted(self._ids(s3, "pending"))
+        delivery = Delivery()
+        sns = self.boto_client("sns")
+        try:
+            topic_arn = self.topic_arn(sns) if pending else ""
+        except (*AWS_ERRORS, LookupError) as err:
+            return Delivery(pending=pending, error=str(err))
+        for alert_id in pending:
+            pending_key = self._key("pending", alert_id)
+            if alert_id not in sent:  # else a crash came after `sent/` was written: just clean up
+                body = s3.get_object(Bucket=self.ledger_bucket, Key=pending_key)["Body"].read()
+                alert = Alert(**json.loads(body))
+                try:
+                    response = sns.publish(
+                        TopicArn=topic_arn,
+                        Message=alert.to_json(),
+                        MessageAttributes=alert.message_attributes(),
+                    )
+                except AWS_ERRORS as err:
+                    # SNS is down or refusing: keep this and the rest pending for next time.
+                    delivery.pending = pending[pending.index(alert_id) :]
+                    delivery.error = str(err)
+                    break
+                s3.put_object(
+                    Bucket=self.ledger_bucket,
+                    Key=self._key("sent", alert_id),
+                    Body=json.dumps({"message_id": response["MessageId"]}).encode(),
+                    ContentType="application/json",
+                )
+                delivery.sent.append(alert_id)
+            s3.delete_object(Bucket=self.ledger_bucket, Key=pending_key)
+        return delivery
+
+
+def format_alert(alert: dict[str, Any]) -> str:
+    """One human-readable line per alert."""
+    measured = ""
+    if alert.get("value") is not None:
+        measured = f" value={alert['value']:.4g} threshold={alert['threshold']:.4g}"
+    return (
+        f"{alert['event_time']} {alert['severity']:<5} {alert['rule']:<17} "
+        f"{alert.get('symbol') or '-':<6}{measured} asset={alert.get('asset_key') or '-'}"
+        f"{' | ' + alert['summary'] if alert.get('summary') else ''}"
+    )
+
+
+def _alert_json(body: str) -> str:
+    """The published message: SQS bodies are SNS envelopes unless raw delivery is on."""
+    envelope = json.loads(body)
+    if envelope.get("Type") == "Notification" and "Message" in envelope:
+        return envelope["Message"]
+    return body
+
+
+def follow_alerts(
+    queue_name: str,
+    as_json: bool,
+    out: TextIO = sys.stdout,
+    max_messages: int | None = None,
+    wait_seconds: int = 20,
+) -> int:
+    """Long-poll the queue subscribed to the alerts topic, print and delete each alert.
+
+    With `max_messages` unset, follow until Ctrl-C; otherwise stop after that many alerts or at
+    the first poll that comes back empty (the queue is drained). Returns the number printed.
+    """
+    sqs = AwsResource().boto_client("sqs")
+    queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+    count = 0
+    try:
+        while max_messages is None or count < max_messages:
+            batch_size = 10 if max_messages is None else min(10, max_messages - count)
+            messages = sqs.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=batch_size,
+                WaitTimeSeconds=wait_seconds,
+            ).get("Messages", [])
+            if not messages and max_messages is not None:
+                break
+            for message in messages:
+                alert_json = _alert_json(message["Body"])
+                print(alert_json if as_json else format_alert(json.loads(alert_json)), file=out)
+                out.flush()
+                # Deleted only once printed: an interrupted reader shows it again, never loses it.
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+                count += 1
+    except KeyboardInterrupt:
+        pass
+    return count

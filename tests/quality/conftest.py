@@ -1,0 +1,95 @@
+"""Quality fixtures: minute bars built from synthetic ticks in a temporary DuckDB warehouse.
+
+The rules only read `minute_bars`, so these tests build that one table directly from the ticks
+(the same OHLCV definition as the mart) instead of running the lake and dbt.
+"""
+
+from datetime import UTC, datetime, timedelta
+from io import StringIO
+
+import boto3
+import duckdb
+import pandas as pd
+import pytest
+
+from stock_pipeline.producer.synthetic import SyntheticMarket
+from stock_pipeline.resources.alerts import AlertsResource, follow_alerts
+from stock_pipeline.settings import setting
+
+SESSION_OPEN = datetime(2026, 11, 20, 14, 30, tzinfo=UTC)
+
+
+def session_ticks(
+    symbols: list[str],
+    minutes: int,
+    ticks_per_second: float,
+    inject: tuple[str, ...] = (),
+    start: datetime = SESSION_OPEN,
+    seed: int = 7,
+) -> pd.DataFrame:
+    market = SyntheticMarket(
+        symbols, seed=seed, start=start, ticks_per_second=ticks_per_second, inject=inject
+    )
+    ticks = pd.DataFrame(market.ticks(until=start + timedelta(minutes=minutes)))
+    ticks["ts"] = pd.to_datetime(ticks["ts"], utc=True)
+    return ticks
+
+
+def write_minute_bars(database: str, ticks: pd.DataFrame) -> None:
+    """Replace `minute_bars` in `database` with the OHLCV bars of `ticks`."""
+    with duckdb.connect(database) as con:
+        con.execute("set timezone = 'UTC'")
+        con.register("ticks", ticks)
+        con.execute(
+            """
+            create or replace table minute_bars as
+            select
+                symbol,
+                date_trunc('minute', ts) as minute_ts,
+                arg_min(price, ts) as open,
+                max(price) as high,
+                min(price) as low,
+                arg_max(price, ts) as close,
+                sum(volume) as volume,
+                sum(price * volume) / sum(volume) as vwap,
+                count(*) as trade_count
+            from ticks
+            group by symbol, date_trunc('minute', ts)
+            """
+        )
+
+
+def read_bars(database: str) -> pd.DataFrame:
+    with duckdb.connect(database, read_only=True) as con:
+        bars = con.execute("select * from minute_bars").df()
+    bars["minute_ts"] = pd.to_datetime(bars["minute_ts"], utc=True)
+    return bars
+
+
+def received_alerts() -> list[str]:
+    """Drain the local SQS queue subscribed to the topic: the alerts' JSON, one per message."""
+    out = StringIO()
+    follow_alerts(setting("ALERTS_QUEUE"), as_json=True, out=out, max_messages=1000, wait_seconds=0)
+    return out.getvalue().splitlines()
+
+
+@pytest.fixture
+def alerts_resource(provisioned) -> AlertsResource:
+    return AlertsResource(
+        topic_name=setting("ALERTS_TOPIC"),
+        ledger_bucket=setting("LAKE_BUCKET"),
+        ledger_prefix=setting("LAKE_PREFIX"),
+    )
+
+
+@pytest.fixture
+def ledger(provisioned):
+    """Alert ids in each ledger state, read straight from S3."""
+    s3 = boto3.client("s3")
+
+    def ids(state: str) -> set[str]:
+        prefix = f"alerts/{state}/"
+        listing = s3.list_objects_v2(Bucket=setting("LAKE_BUCKET"), Prefix=prefix)
+        return {obj["Key"][len(prefix) : -len(".json")] for obj in listing.get("Contents", [])}
+
+    return ids

@@ -1,0 +1,165 @@
+"""Checks run after `minute_bars` updates; alerts reach SNS exactly once (read back from SQS)."""
+
+import json
+from datetime import timedelta
+from io import StringIO
+
+import boto3
+import dagster as dg
+import duckdb
+import pytest
+
+from stock_pipeline.defs.quality.checks import minute_bars_anomaly_checks
+from stock_pipeline.resources.alerts import follow_alerts
+from stock_pipeline.settings import setting, symbols
+from tests.quality.conftest import SESSION_OPEN, received_alerts, session_ticks, write_minute_bars
+
+FAULTS = ("price_jump", "volume_spike", "stale")
+BAD_BAR = ("AMZN", SESSION_OPEN + timedelta(minutes=20))  # gets high < low
+
+
+def minute_bars_stand_in(ticks, bad_bar=None, fail=False) -> dg.AssetsDefinition:
+    """`minute_bars` as the dbt model would leave it, for the checks to judge."""
+
+    @dg.asset(name="minute_bars", pool="duckdb")
+    def minute_bars() -> None:
+        write_minute_bars(setting("DUCKDB_DATABASE"), ticks)
+        if bad_bar:
+            with duckdb.connect(setting("DUCKDB_DATABASE")) as con:
+                con.execute(
+                    "update minute_bars set high = low - 1 where symbol = $s and minute_ts = $t",
+                    {"s": bad_bar[0], "t": bad_bar[1]},
+                )
+
+    return minute_bars
+
+
+@dg.asset(deps=["minute_bars"])
+def downstream_mart() -> None:
+    """Stands for any mart built from minute_bars."""
+
+
+@dg.asset(deps=["minute_bars"])
+def failing_mart() -> None:
+    raise RuntimeError("boom")
+
+
+def run_checks(alerts_resource, *assets, instance=None) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [*assets, minute_bars_anomaly_checks],
+        resources={"alerts": alerts_resource},
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def check_results(result) -> dict[str, dg.AssetCheckEvaluation]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+@pytest.fixture(scope="module")
+def faulty_ticks():
+    return session_ticks(symbols()[:5], 40, 2.0, inject=FAULTS)
+
+
+def test_each_kind_detected_once_and_blocks_on_impossible_data(alerts_resource, faulty_ticks):
+    stand_in = minute_bars_stand_in(faulty_ticks, bad_bar=BAD_BAR)
+    result = run_checks(alerts_resource, stand_in, downstream_mart)
+
+    checks = check_results(result)
+    assert {name: c.passed for name, c in checks.items()} == {
+        "price_jump": False,
+        "volume_spike": False,
+        "stale_feed": False,
+        "impossible_data": False,
+    }
+    assert checks["impossible_data"].severity == dg.AssetCheckSeverity.ERROR
+    assert checks["price_jump"].severity == dg.AssetCheckSeverity.WARN
+    table = checks["stale_feed"].metadata["anomalies"].value
+    assert [(r.data["symbol"], r.data["rule"], r.data["value"]) for r in table.records] == [
+        ("NVDA", "stale_feed", 15.0)
+    ]
+    # The ERROR check blocked the mart downstream of minute_bars.
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert materialized == {"minute_bars"}
+
+    alerts = sorted((json.loads(m) for m in received_alerts()), key=lambda a: a["rule"])
+    at = "2026-11-20T14:40:00Z"
+    assert [(a["rule"], a["symbol"], a["event_time"], a["severity"]) for a in alerts] == [
+        ("high_below_low", "AMZN", "2026-11-20T14:50:00Z", "ERROR"),
+        ("price_jump", "AAPL", at, "WARN"),
+        ("stale_feed", "NVDA", at, "WARN"),
+        ("volume_spike", "MSFT", at, "WARN"),
+    ]
+    for alert in alerts:
+        assert alert["kind"] == "anomaly" and alert["asset_key"] == "minute_bars"
+        assert abs(alert["value"]) > alert["threshold"] or alert["rule"] == "stale_feed"
+    assert alerts[0]["value"] == -1.0 and alerts[0]["threshold"] == 0.0
+    assert alerts[2]["value"] == 15.0 and alerts[2]["threshold"] == 5.0
+
+
+def test_sns_message_attributes_allow_filtering(alerts_resource, faulty_ticks):
+    """A queue subscribed with a filter policy on severity receives only the ERROR alert."""
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    topic_arn = alerts_resource.topic_arn(sns)
+    queue_url = sqs.create_queue(QueueName="errors-only")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    sns.subscribe(
+        TopicArn=topic_arn,
+        Protocol="sqs",
+        Endpoint=queue_arn,
+        Attributes={"FilterPolicy": json.dumps({"severity": ["ERROR"], "symbol": ["AMZN"]})},
+    )
+    run_checks(alerts_resource, minute_bars_stand_in(faulty_ticks, bad_bar=BAD_BAR))
+
+    out = StringIO()
+    assert follow_alerts("errors-only", as_json=True, out=out, max_messages=10, wait_seconds=0) == 1
+    assert json.loads(out.getvalue())["rule"] == "high_below_low"
+
+
+def test_no_false_alarms_on_a_normal_trading_day(alerts_resource):
+    """20 symbols, a full 390-minute session, default thresholds: nothing to report."""
+    ticks = session_ticks(symbols(), 390, 3.0, seed=11)
+    assert ticks["symbol"].nunique() == 20
+    result = run_checks(alerts_resource, minute_bars_stand_in(ticks))
+    assert all(c.passed for c in check_results(result).values())
+    assert received_alerts() == []
+
+
+def test_rerun_and_retried_run_send_nothing_twice(alerts_resource, faulty_ticks, ledger):
+    stand_in = minute_bars_stand_in(faulty_ticks)
+    with dg.instance_for_test() as instance:
+        first = run_checks(alerts_resource, stand_in, failing_mart, instance=instance)
+        assert not first.success  # the run failed after the checks had published
+        assert len(received_alerts()) == 3
+
+        again = run_checks(alerts_resource, stand_in, instance=instance)  # the retry
+        assert again.success
+        assert check_results(again)["price_jump"].metadata["alerts_sent"].value == 0
+        run_checks(alerts_resource, stand_in, instance=instance)  # and a plain re-run
+        assert received_alerts() == []
+        assert len(ledger("sent")) == 3 and ledger("pending") == set()
+
+
+def test_sns_down_then_every_pending_alert_delivered_once(alerts_resource, faulty_ticks, ledger):
+    from stock_pipeline.provision import provision
+
+    sns = boto3.client("sns")
+    sns.delete_topic(TopicArn=alerts_resource.topic_arn(sns))  # publishing now fails
+    stand_in = minute_bars_stand_in(faulty_ticks)
+
+    down = run_checks(alerts_resource, stand_in)
+    assert down.success  # the checks still completed...
+    metadata = check_results(down)["volume_spike"].metadata
+    assert metadata["alerts_pending"].value == 3  # ...and recorded the failure
+    assert "not found" in metadata["alert_delivery_error"].value
+    assert ledger("pending") and ledger("sent") == set()
+
+    provision(shard_count=1, wait=False)  # SNS is back: topic and subscription
+    run_checks(alerts_resource, stand_in)
+    run_checks(alerts_resource, stand_in)
+    alerts = [json.loads(m) for m in received_alerts()]
+    assert sorted(a["rule"] for a in alerts) == ["price_jump", "stale_feed", "volume_spike"]
+    assert ledger("pending") == set() and len(ledger("sent")) == 3

@@ -1,3 +1,16 @@
-import dagster as dg
+"""Transform: the dbt project (staging -> marts) on DuckDB, as Dagster assets."""
 
-defs = dg.Definitions()
+import dagster as dg
+from dagster_dbt import DbtCliResource
+
+from stock_pipeline.defs.transform.assets import (
+    dbt_models,
+    dbt_project,
+    transform_automation_sensor,
+)
+
+defs = dg.Definitions(
+    assets=[dbt_models],
+    sensors=[transform_automation_sensor],
+    resources={"dbt": DbtCliResource(project_dir=dbt_project())},
+)

@@ -1,0 +1,42 @@
+"""Run the dbt assets in-process and read the warehouse they build."""
+
+import os
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+from dagster_dbt import DbtCliResource
+
+from stock_pipeline.defs.transform.assets import dbt_models, dbt_project
+from stock_pipeline.settings import apply_defaults
+from tests.helpers import StreamIngest
+
+
+class Warehouse:
+    """Materialises the dbt assets as Dagster would, and reads the marts back."""
+
+    def build(self, full_refresh: bool = False) -> dg.ExecuteInProcessResult:
+        result = dg.materialize(
+            [dbt_models],
+            resources={"dbt": DbtCliResource(project_dir=dbt_project())},
+            run_config={"ops": {"dbt_models": {"config": {"full_refresh": full_refresh}}}},
+        )
+        assert result.success
+        return result
+
+    def read(self, table: str) -> pd.DataFrame:
+        # Read-only and closed at once: the next dbt run needs the write lock.
+        with duckdb.connect(os.environ["DUCKDB_DATABASE"], read_only=True) as con:
+            return con.table(table).df()
+
+
+@pytest.fixture
+def warehouse(provisioned) -> Warehouse:
+    apply_defaults()
+    return Warehouse()
+
+
+@pytest.fixture
+def ingest(provisioned) -> StreamIngest:
+    return StreamIngest()

@@ -1,0 +1,247 @@
+"""Official daily bars from the source `MARKET_DATA_SOURCE` names: synthetic | yfinance | csv:PATH.
+
+Every source returns the same long frame (`DAILY_BARS_COLUMNS`, one row per symbol and NYSE
+trading date) and never invents a bar: a symbol without data is left out and reported.
+`download_yfinance` is the one place that talks to yfinance; the tick producer reuses it.
+"""
+
+import time
+import zlib
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from functools import cache
+from pathlib import Path
+
+import dagster as dg
+import exchange_calendars
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import yfinance as yf
+from yfinance.exceptions import YFRateLimitError
+
+EXCHANGE = "XNYS"
+EXCHANGE_TZ = "America/New_York"
+CALENDAR_START = "2000-01-03"
+
+# The lake's raw/daily_bars columns (DESIGN.md, lake layout). adj_close is null when the source
+# has no adjusted close (synthetic, csv files without one).
+DAILY_BARS_SCHEMA = pa.schema(
+    [
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("date", pa.date32(), nullable=False),
+        pa.field("open", pa.float64(), nullable=False),
+        pa.field("high", pa.float64(), nullable=False),
+        pa.field("low", pa.float64(), nullable=False),
+        pa.field("close", pa.float64(), nullable=False),
+        pa.field("adj_close", pa.float64()),
+        pa.field("volume", pa.int64()),
+        pa.field("source", pa.string(), nullable=False),
+    ]
+)
+DAILY_BARS_COLUMNS = DAILY_BARS_SCHEMA.names
+PRICE_COLUMNS = ["open", "high", "low", "close"]
+
+# yfinance's field names (the `Price` level of its columns) -> ours.
+_YF_FIELDS = {
+    "Open": "open",
+    "High": "high",
+    "Low": "low",
+    "Close": "close",
+    "Adj Close": "adj_close",
+    "Volume": "volume",
+}
+YF_COLUMNS = ["symbol", "ts", *_YF_FIELDS.values()]
+
+
+@cache
+def exchange_calendar() -> exchange_calendars.ExchangeCalendar:
+    return exchange_calendars.get_calendar(EXCHANGE, start=CALENDAR_START)
+
+
+def trading_sessions(start: date, end: date) -> list[date]:
+    """NYSE sessions in [start, end]; dates outside the calendar's bounds have none."""
+    calendar = exchange_calendar()
+    first = max(pd.Timestamp(start), calendar.first_session)
+    last = min(pd.Timestamp(end), calendar.last_session)
+    if first > last:
+        return []
+    return [ts.date() for ts in calendar.sessions_in_range(first, last)]
+
+
+def _rate_limited(exc: Exception) -> bool:
+    response = getattr(exc, "response", None)
+    return isinstance(exc, YFRateLimitError) or getattr(response, "status_code", None) == 429
+
+
+def download_yfinance(
+    symbols: Sequence[str],
+    start: date | datetime,
+    end: date | datetime,
+    interval: str = "1d",
+    *,
+    attempts: int = 4,
+    backoff_seconds: float = 2.0,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Bars for many symbols from Yahoo Finance, in as few calls as it allows.
+
+    Returns a long frame with columns `YF_COLUMNS`: symbol, ts (bar start, tz-aware UTC), open,
+    high, low, close, adj_close (not split/dividend-adjusted close: that is `close`; null when
+    Yahoo sends none), volume (nullable Int64); and the symbols that came back empty or all-NaN,
+    which are never returned as rows. `end` is exclusive, as in yfinance.
+
+    - Calls `yf.download` with explicit `auto_adjust=False` (its default changed over versions;
+      raw closes are what the stream trades at), `ignore_tz=False` (daily bars otherwise come
+      tz-naive) and `group_by="column"`, so columns are a MultiIndex (Price, Ticker) even for one
+      ticker.
+    - A raised `YFRateLimitError` or HTTP 429 retries the call after an exponential backoff
+      (`backoff_seconds` x 1, 2, 4, ...), `attempts` calls in all, then re-raises.
+    - `yf.download` turns a per-ticker failure (a rate limit included) into an all-NaN column,
+      so empty tickers are retried the same way before being reported.
+    """
+    pending = list(dict.fromkeys(symbols))
+    frames: list[pd.DataFrame] = []
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(backoff_seconds * 2 ** (attempt - 1))
+        try:
+            raw = yf.download(
+                pending,
+                start=start,
+                end=end,
+                interval=interval,
+                auto_adjust=False,
+                ignore_tz=False,
+                group_by="column",
+                multi_level_index=True,
+                actions=False,
+                progress=False,
+            )
+        except Exception as exc:
+            if not _rate_limited(exc) or attempt == attempts - 1:
+                raise
+            continue
+        bars = _yfinance_long(raw)
+        frames.append(bars)
+        pending = [s for s in pending if s not in set(bars["symbol"])]
+        if not pending:
+            break
+    found = pd.concat(frames, ignore_index=True) if frames else _yfinance_long(None)
+    return found.sort_values(["symbol", "ts"], ignore_index=True), pending
+
+
+def _yfinance_long(raw: pd.DataFrame | None) -> pd.DataFrame:
+    """yfinance's wide (Price, Ticker) frame as one row per ticker and bar, NaN bars dropped."""
+    if raw is None or raw.empty:
+        empty = pd.DataFrame({column: [] for column in YF_COLUMNS})
+        return empty.astype({"ts": "datetime64[ns, UTC]", "volume": "Int64"})
+    long = raw.stack(level="Ticker", future_stack=True).rename(columns=_YF_FIELDS)
+    long = long.rename_axis(index=["ts", "symbol"], columns=None).reset_index()
+    long = long.reindex(columns=YF_COLUMNS).dropna(subset=PRICE_COLUMNS)
+    long["ts"] = pd.DatetimeIndex(long["ts"]).tz_convert("UTC")
+    long["volume"] = long["volume"].round().astype("Int64")
+    long["adj_close"] = long["adj_close"].astype("float64")
+    return long
+
+
+def yfinance_daily_bars(symbols: Sequence[str], start: date, end: date) -> pd.DataFrame:
+    bars, _ = download_yfinance(symbols, start, end + timedelta(days=1), interval="1d")
+    # A daily bar starts at midnight exchange time: its date there is the trading date.
+    bars["date"] = bars["ts"].dt.tz_convert(EXCHANGE_TZ).dt.date
+    return bars.assign(source="yfinance")
+
+
+SYNTHETIC_EPOCH = date(2000, 1, 3)
+
+
+def synthetic_daily_bars(symbols: Sequence[str], start: date, end: date) -> pd.DataFrame:
+    """Random-walk bars on NYSE sessions, fixed per symbol from SYNTHETIC_EPOCH.
+
+    Each symbol's path is drawn over every weekday since the epoch from a seed derived from the
+    symbol alone, so a date's bar is the same whatever range is asked for.
+    """
+    sessions = pd.DatetimeIndex(pd.to_datetime(trading_sessions(start, end)))
+    weekdays = pd.bdate_range(SYNTHETIC_EPOCH, max(end, SYNTHETIC_EPOCH))
+    wanted = weekdays.isin(sessions)
+    frames = []
+    for symbol in symbols:
+        seed = zlib.crc32(symbol.encode())
+        # One row of draws per weekday: a longer range only appends rows.
+        z = np.random.default_rng(seed).standard_normal((len(weekdays), 5)).T
+        first_price = 20.0 + seed % 480
+        close = first_price * np.exp(np.cumsum(0.0002 + 0.015 * z[0]))
+        open_ = np.concatenate([[first_price], close[:-1]]) * np.exp(0.004 * z[1])
+        high = np.maximum(open_, close) * np.exp(np.abs(0.006 * z[2]))
+        low = np.minimum(open_, close) * np.exp(-np.abs(0.006 * z[3]))
+        volume = np.round(2e6 * (1 + seed % 40) * np.exp(0.35 * z[4])).astype("int64")
+        frames.append(
+            pd.DataFrame(
+                {
+                    "symbol": symbol,
+                    "date": weekdays.date[wanted],
+                    "open": open_[wanted],
+                    "high": high[wanted],
+                    "low": low[wanted],
+                    "close": close[wanted],
+                    "volume": volume[wanted],
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True).assign(source="synthetic")
+
+
+def csv_daily_bars(path: str, symbols: Sequence[str], start: date, end: date) -> pd.DataFrame:
+    """Vendor files with columns date, symbol, open, high, low, close, volume (adj_close optional).
+
+    `path` is one file holding every symbol, or a folder of `<SYMBOL>.csv` files, where the
+    symbol column may be left out.
+    """
+    location = Path(path)
+    if location.is_dir():
+        files = {s: location / f"{s}.csv" for s in symbols if (location / f"{s}.csv").exists()}
+    else:
+        files = {None: location}
+    frames = []
+    for symbol, file in files.items():
+        frame = pd.read_csv(file)
+        frame.columns = frame.columns.str.strip().str.lower().str.replace(" ", "_")
+        if symbol is not None and "symbol" not in frame:
+            frame["symbol"] = symbol
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=DAILY_BARS_COLUMNS)
+    bars = pd.concat(frames, ignore_index=True)
+    bars["symbol"] = bars["symbol"].str.strip().str.upper()
+    bars["date"] = pd.to_datetime(bars["date"]).dt.date
+    bars = bars[bars["symbol"].isin(symbols) & bars["date"].between(start, end)]
+    duplicated = bars.duplicated(["symbol", "date"], keep=False)
+    if duplicated.any():
+        rows = bars.loc[duplicated, ["symbol", "date"]].drop_duplicates()
+        raise ValueError(f"{path}: more than one bar for {rows.to_dict('records')}")
+    return bars.dropna(subset=PRICE_COLUMNS).assign(source="csv")
+
+
+class MarketDataResource(dg.ConfigurableResource):
+    """Official daily bars; `source` is `synthetic`, `yfinance` or `csv:<path>`."""
+
+    source: str = "synthetic"
+
+    def daily_bars(
+        self, symbols: Sequence[str], start: date, end: date
+    ) -> tuple[pd.DataFrame, list[str]]:
+        """Bars for trading dates in [start, end] (`DAILY_BARS_COLUMNS`, sorted by date and
+        symbol), and the symbols the source had no bar for in that range."""
+        kind, _, path = self.source.partition(":")
+        if kind == "synthetic":
+            bars = synthetic_daily_bars(symbols, start, end)
+        elif kind == "yfinance":
+            bars = yfinance_daily_bars(symbols, start, end)
+        elif kind == "csv" and path:
+            bars = csv_daily_bars(path, symbols, start, end)
+        else:
+            raise ValueError(
+                f"MARKET_DATA_SOURCE={self.source!r}: use synthetic, yfinance or csv:PATH"
+            )
+        bars = bars.reindex(columns=DAILY_BARS_COLUMNS).sort_values(["date", "symbol"])
+        empty = [s for s in symbols if s not in set(bars["symbol"])]
+        return bars.reset_index(drop=True), empty

@@ -1,0 +1,70 @@
+"""Reconciliation: the stream's daily close (`daily_prices`) against the official one."""
+
+import dagster as dg
+import duckdb
+import pandas as pd
+from pydantic import Field
+
+from stock_pipeline.resources.warehouse import attach_lake
+from stock_pipeline.settings import setting
+
+# Where both exist, one row per symbol and day; official closes come through the staging view.
+COMPARED_CLOSES = """
+select
+    prices.symbol,
+    prices.trade_date,
+    prices.close as stream_close,
+    bars.close as official_close,
+    abs(prices.close / bars.close - 1) as relative_diff
+from daily_prices as prices
+inner join stg_lake__daily_bars as bars
+    on prices.symbol = bars.symbol and prices.trade_date = bars.trade_date
+order by relative_diff desc, prices.symbol, prices.trade_date
+"""
+
+
+class CloseReconciliationConfig(dg.Config):
+    relative_tolerance: float = Field(
+        default=0.005,
+        description="Largest accepted |stream close / official close - 1|; 0.005 is 0.5%.",
+    )
+
+
+def compared_closes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    return con.execute(COMPARED_CLOSES).df()
+
+
+@dg.asset_check(
+    asset="daily_prices",
+    additional_deps=["stg_lake__daily_bars"],
+    pool="duckdb",
+    description="Where the stream and the official daily bars both have a symbol and day, their "
+    "closes agree within `relative_tolerance`. Warns with the list of disagreements.",
+)
+def daily_close_matches_official(config: CloseReconciliationConfig) -> dg.AssetCheckResult:
+    with duckdb.connect(setting("DUCKDB_DATABASE"), read_only=True) as con:
+        attach_lake(con)
+        try:
+            compared = compared_closes(con)
+        except duckdb.CatalogException as missing:
+            return dg.AssetCheckResult(
+                passed=True,
+                description=f"Nothing to compare yet: {missing}",
+                metadata={"compared": 0, "disagreements": 0},
+            )
+    disagreements = compared[compared["relative_diff"] > config.relative_tolerance]
+    listed = disagreements.head(200).assign(trade_date=lambda d: d["trade_date"].astype(str))
+    return dg.AssetCheckResult(
+        passed=disagreements.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"{len(disagreements)} of {len(compared)} closes differ by more than "
+        f"{config.relative_tolerance:.4%} from the official close",
+        metadata={
+            "compared": len(compared),
+            "disagreements": len(disagreements),
+            "relative_tolerance": config.relative_tolerance,
+            "max_relative_diff": float(compared["relative_diff"].max()) if len(compared) else 0.0,
+            # Largest first, at most 200 rows; the count above is complete.
+            "disagreeing_closes": dg.MetadataValue.json(listed.to_dict("records")),
+        },
+    )

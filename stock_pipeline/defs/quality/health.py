@@ -48,8 +48,13 @@ def producer_live(kinesis: KinesisResource, since: datetime) -> bool:
 def run_failure_sensor(context: dg.RunFailureSensorContext, alerts: AlertsResource) -> None:
     """Publish one ERROR alert per failed run (the run id is its identity)."""
     run = context.dagster_run
-    assets = sorted(key.to_user_string() for key in run.asset_selection or ())
-    event = context.failure_event
+    planned = context.instance.get_records_for_run(
+        run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+    ).records
+    assets = sorted({r.event_log_entry.dagster_event.asset_key.to_user_string() for r in planned})
+    record = context.instance.get_run_record_by_id(run.run_id)
+    message = context.failure_event.message
+    failed_at = datetime.fromtimestamp(record.end_time, UTC) if record and record.end_time else None
     delivery = alerts.publish(
         [
             Alert(
@@ -58,8 +63,8 @@ def run_failure_sensor(context: dg.RunFailureSensorContext, alerts: AlertsResour
                 rule="run_failure",
                 severity="ERROR",
                 asset_key=",".join(assets) or None,
-                event_time=iso(datetime.fromtimestamp(event.timestamp, UTC)),
-                summary=f"run {run.run_id} of {run.job_name} failed: {event.message}",
+                event_time=iso(failed_at or datetime.now(UTC)),
+                summary=f"run {run.run_id} of {run.job_name} failed: {message}",
             )
         ]
     )

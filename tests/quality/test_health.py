@@ -1,0 +1,129 @@
+"""Pipeline-health alerts: failed runs and a stale `latest_quotes` while ticks keep arriving."""
+
+import json
+import time
+from io import StringIO
+
+import boto3
+import dagster as dg
+import pytest
+
+from stock_pipeline.defs.quality.health import (
+    latest_quotes_freshness_sensor,
+    run_failure_sensor,
+)
+from stock_pipeline.provision import provision
+from stock_pipeline.resources.alerts import follow_alerts
+from stock_pipeline.resources.aws import KinesisResource
+from stock_pipeline.settings import setting
+from tests.quality.conftest import received_alerts
+
+
+@dg.asset
+def broken_asset() -> None:
+    raise RuntimeError("upstream exploded")
+
+
+def test_a_failed_run_alerts_once_even_across_an_sns_outage(alerts_resource, ledger):
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [broken_asset], selection=[broken_asset], instance=instance, raise_on_error=False
+        )
+        assert not result.success
+        (failure,) = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+
+        def evaluate() -> None:
+            context = dg.build_run_status_sensor_context(
+                sensor_name="run_failure_sensor",
+                dagster_event=failure.dagster_event,
+                dagster_instance=instance,
+                dagster_run=instance.get_run_by_id(result.run_id),
+                resources={"alerts": alerts_resource},
+            ).for_run_failure()
+            run_failure_sensor(context)
+
+        sns = boto3.client("sns")
+        sns.delete_topic(TopicArn=alerts_resource.topic_arn(sns))
+        evaluate()  # SNS down: the alert waits in the outbox
+        assert ledger("pending") == {f"run_failure:{result.run_id}"}
+        provision(shard_count=1, wait=False)
+        evaluate()  # the sensor seeing the same run again
+        evaluate()
+
+    (alert,) = [json.loads(m) for m in received_alerts()]
+    assert alert["kind"] == "run_failure" and alert["severity"] == "ERROR"
+    assert alert["asset_key"] == "broken_asset"
+    assert result.run_id in alert["summary"]
+    assert ledger("pending") == set()
+
+
+@pytest.fixture
+def freshness(provisioned, alerts_resource, monkeypatch):
+    """Evaluate the freshness sensor against an instance, with a bound of one second."""
+    monkeypatch.setenv("LATEST_QUOTES_MAX_AGE_MINUTES", str(1 / 60))
+    resources = {
+        "alerts": alerts_resource,
+        "kinesis": KinesisResource(stream_name=setting("TICKS_STREAM")),
+    }
+    with dg.instance_for_test() as instance:
+
+        def evaluate() -> str:
+            context = dg.build_sensor_context(instance=instance, resources=resources)
+            return latest_quotes_freshness_sensor(context).skip_message
+
+        yield instance, evaluate
+
+
+def put_tick(kinesis) -> None:
+    kinesis.put_record(StreamName=setting("TICKS_STREAM"), Data=b"{}", PartitionKey="AAPL")
+
+
+def test_freshness_breach_alerts_once_only_while_the_producer_is_live(freshness, kinesis):
+    instance, evaluate = freshness
+    instance.report_runless_asset_event(dg.AssetMaterialization("latest_quotes"))
+    put_tick(kinesis)
+    assert "within" in evaluate()  # fresh
+    time.sleep(1.5)
+    assert "no ticks arrived" in evaluate()  # stale, but the producer is quiet too
+    assert received_alerts() == []
+
+    put_tick(kinesis)
+    assert "stale" in evaluate()
+    put_tick(kinesis)
+    evaluate()  # the same breach: no second alert
+    (alert,) = [json.loads(m) for m in received_alerts()]
+    assert alert["kind"] == "freshness" and alert["asset_key"] == "latest_quotes"
+    assert alert["value"] > alert["threshold"] == pytest.approx(1 / 60)
+
+    instance.report_runless_asset_event(dg.AssetMaterialization("latest_quotes"))
+    time.sleep(1.5)
+    put_tick(kinesis)
+    evaluate()  # a new breach after a new update: a new alert
+    assert len(received_alerts()) == 1
+
+
+def test_follow_alerts_prints_one_line_per_alert_and_deletes_it(alerts_resource):
+    from stock_pipeline.resources.alerts import Alert
+
+    alerts_resource.publish(
+        [
+            Alert(
+                alert_id="price_jump:AAPL:2026-11-20T14:40Z",
+                kind="anomaly",
+                rule="price_jump",
+                severity="WARN",
+                asset_key="minute_bars",
+                event_time="2026-11-20T14:40:00Z",
+                symbol="AAPL",
+                value=35.79,
+                threshold=10.0,
+            )
+        ]
+    )
+    out = StringIO()
+    assert follow_alerts(setting("ALERTS_QUEUE"), False, out, max_messages=5, wait_seconds=0) == 1
+    assert out.getvalue() == (
+        "2026-11-20T14:40:00Z WARN  price_jump        AAPL   value=35.79 threshold=10 "
+        "asset=minute_bars\n"
+    )
+    assert received_alerts() == []  # deleted once printed

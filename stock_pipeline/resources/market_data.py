@@ -86,9 +86,10 @@ def download_yfinance(
     """Bars for many symbols from Yahoo Finance, in as few calls as it allows.
 
     Returns a long frame with columns `YF_COLUMNS`: symbol, ts (bar start, tz-aware UTC), open,
-    high, low, close, adj_close (not split/dividend-adjusted close: that is `close`; null when
-    Yahoo sends none), volume (nullable Int64); and the symbols that came back empty or all-NaN,
-    which are never returned as rows. `end` is exclusive, as in yfinance.
+    high, low, close (as traded: split- but not dividend-adjusted), adj_close (split- and
+    dividend-adjusted; null when Yahoo sends none), volume (nullable Int64); and the symbols that
+    came back empty or all-NaN, which are never returned as rows. `end` is exclusive, as in
+    yfinance.
 
     - Calls `yf.download` with explicit `auto_adjust=False` (its default changed over versions;
       raw closes are what the stream trades at), `ignore_tz=False` (daily bars otherwise come
@@ -135,7 +136,7 @@ def _yfinance_long(raw: pd.DataFrame | None) -> pd.DataFrame:
     if raw is None or raw.empty:
         empty = pd.DataFrame({column: [] for column in YF_COLUMNS})
         return empty.astype({"ts": "datetime64[ns, UTC]", "volume": "Int64"})
-    long = raw.stack(level="Ticker", future_stack=True).rename(columns=_YF_FIELDS)
+    long = raw.stack(level="Ticker").rename(columns=_YF_FIELDS)
     long = long.rename_axis(index=["ts", "symbol"], columns=None).reset_index()
     long = long.reindex(columns=YF_COLUMNS).dropna(subset=PRICE_COLUMNS)
     long["ts"] = pd.DatetimeIndex(long["ts"]).tz_convert("UTC")

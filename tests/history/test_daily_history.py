@@ -69,6 +69,11 @@ def expected_indicators(bars: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_indicators_match_pandas_over_more_than_300_days(history_env, s3, tmp_path):
+    # Before any daily bars exist the models build, empty.
+    dbt_build("+daily_history", tmp_path)
+    with duckdb.connect(history_env["DUCKDB_DATABASE"]) as con:
+        assert con.execute("select count(*) from daily_history").fetchone() == (0,)
+
     assert materialize_days("2024-06-03", "2025-09-30", dg.DagsterInstance.ephemeral()).success
     bucket = history_env["LAKE_BUCKET"]
     bars = pd.concat([read_bars(s3, bucket, key) for key in lake_keys(s3, bucket)])

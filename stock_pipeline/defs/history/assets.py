@@ -96,9 +96,7 @@ def daily_bars(
     )
 
 
-daily_bars_job = dg.define_asset_job(
-    "daily_bars_job", selection=[daily_bars], partitions_def=trading_days
-)
+daily_bars_job = dg.define_asset_job("daily_bars_job", selection=[daily_bars])
 
 
 @dg.schedule(

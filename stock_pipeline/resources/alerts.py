@@ -103,25 +103,28 @@ class AlertsResource(AwsResource):
     def publish(self, alerts: Iterable[Alert]) -> Delivery:
         """Queue every alert not sent before, then deliver everything pending.
 
-        SNS failures are reported in the result, not raised: the alerts stay pending for the next
-        delivery. Ledger (S3) failures raise, since then nothing can be known or recorded.
+        AWS failures are reported in the result, not raised. With SNS down the alerts stay in
+        the outbox for the next delivery; with the ledger itself unreachable nothing is sent
+        (nothing could be recorded), and the checks find the same anomalies again next time.
         """
+        alerts = list(alerts)
         s3 = self.boto_client("s3")
-        sent = self._ids(s3, "sent")
-        for alert in alerts:
-            if alert.alert_id not in sent:
-                s3.put_object(
-                    Bucket=self.ledger_bucket,
-                    Key=self._key("pending", alert.alert_id),
-                    Body=alert.to_json().encode(),
-                    ContentType="application/json",
-                )
-        return self._deliver(s3, sent)
-
-    def deliver_pending(self) -> Delivery:
-        """Retry whatever earlier deliveries left pending."""
-        s3 = self.boto_client("s3")
-        return self._deliver(s3, self._ids(s3, "sent"))
+        try:
+            sent = self._ids(s3, "sent")
+            for alert in alerts:
+                if alert.alert_id not in sent:
+                    s3.put_object(
+                        Bucket=self.ledger_bucket,
+                        Key=self._key("pending", alert.alert_id),
+                        Body=alert.to_json().encode(),
+                        ContentType="application/json",
+                    )
+            return self._deliver(s3, sent)
+        except AWS_ERRORS as err:
+            return Delivery(
+                pending=sorted({a.alert_id for a in alerts}),
+                error=f"alert ledger unreachable: {err}",
+            )
 
     def _deliver(self, s3: Any, sent: set[str]) -> Delivery:
         pending = sorted(self._ids(s3, "pending"))

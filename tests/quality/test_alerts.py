@@ -1,6 +1,7 @@
 """Checks run after `minute_bars` updates; alerts reach SNS exactly once (read back from SQS)."""
 
 import json
+import socket
 from datetime import timedelta
 from io import StringIO
 
@@ -10,7 +11,8 @@ import duckdb
 import pytest
 
 from stock_pipeline.defs.quality.checks import minute_bars_anomaly_checks
-from stock_pipeline.resources.alerts import follow_alerts
+from stock_pipeline.provision import provision
+from stock_pipeline.resources.alerts import AlertsResource, follow_alerts
 from stock_pipeline.settings import setting, symbols
 from tests.quality.conftest import SESSION_OPEN, received_alerts, session_ticks, write_minute_bars
 
@@ -143,11 +145,16 @@ def test_rerun_and_retried_run_send_nothing_twice(alerts_resource, faulty_ticks,
         assert len(ledger("sent")) == 3 and ledger("pending") == set()
 
 
-def test_sns_down_then_every_pending_alert_delivered_once(alerts_resource, faulty_ticks, ledger):
-    from stock_pipeline.provision import provision
+def dead_endpoint() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"  # closed once we return
 
+
+def test_sns_down_then_every_pending_alert_delivered_once(alerts_resource, faulty_ticks, ledger):
+    """SNS refusing (topic gone): the checks complete, the alerts wait in the outbox."""
     sns = boto3.client("sns")
-    sns.delete_topic(TopicArn=alerts_resource.topic_arn(sns))  # publishing now fails
+    sns.delete_topic(TopicArn=alerts_resource.topic_arn(sns))
     stand_in = minute_bars_stand_in(faulty_ticks)
 
     down = run_checks(alerts_resource, stand_in)
@@ -155,7 +162,7 @@ def test_sns_down_then_every_pending_alert_delivered_once(alerts_resource, fault
     metadata = check_results(down)["volume_spike"].metadata
     assert metadata["alerts_pending"].value == 3  # ...and recorded the failure
     assert "not found" in metadata["alert_delivery_error"].value
-    assert ledger("pending") and ledger("sent") == set()
+    assert len(ledger("pending")) == 3 and ledger("sent") == set()
 
     provision(shard_count=1, wait=False)  # SNS is back: topic and subscription
     run_checks(alerts_resource, stand_in)
@@ -163,3 +170,24 @@ def test_sns_down_then_every_pending_alert_delivered_once(alerts_resource, fault
     alerts = [json.loads(m) for m in received_alerts()]
     assert sorted(a["rule"] for a in alerts) == ["price_jump", "stale_feed", "volume_spike"]
     assert ledger("pending") == set() and len(ledger("sent")) == 3
+
+
+def test_endpoint_down_then_alerts_delivered_once(alerts_resource, faulty_ticks, ledger):
+    """The whole AWS endpoint unreachable: the checks complete; the next evaluation delivers."""
+    unreachable = AlertsResource(
+        topic_name=alerts_resource.topic_name,
+        ledger_bucket=alerts_resource.ledger_bucket,
+        endpoint_url=dead_endpoint(),
+        max_attempts=1,
+    )
+    stand_in = minute_bars_stand_in(faulty_ticks)
+    down = run_checks(unreachable, stand_in)
+    assert down.success
+    metadata = check_results(down)["price_jump"].metadata
+    assert metadata["alerts_pending"].value == 3 and metadata["alerts_sent"].value == 0
+    assert "unreachable" in metadata["alert_delivery_error"].value
+
+    run_checks(alerts_resource, stand_in)
+    run_checks(alerts_resource, stand_in)
+    assert len(received_alerts()) == 3
+    assert len(ledger("sent")) == 3

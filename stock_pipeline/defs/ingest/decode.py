@@ -11,6 +11,7 @@ import json
 import math
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
@@ -40,11 +41,14 @@ ISO_TIMESTAMP = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d
 
 # Reason for each record, first rule broken wins; null means valid.
 _VALIDATE_SQL = f"""
+with typed as (
+    select *, try_cast(ts as timestamptz) as event_ts from parsed
+)
 select
     row,
     event_id,
     symbol,
-    try_cast(ts as timestamptz) as ts,
+    event_ts as ts,
     price,
     volume,
     bid,
@@ -55,8 +59,7 @@ select
         {" ".join(f"when {f} is null then 'missing_field:{f}'" for f in REQUIRED)}
         when event_id = '' then 'missing_field:event_id'
         when not regexp_full_match(symbol, '{SYMBOL_PATTERN[1:-1]}') then 'bad_symbol'
-        when not regexp_full_match(ts, '{ISO_TIMESTAMP}')
-            or try_cast(ts as timestamptz) is null then 'bad_timestamp'
+        when event_ts is null or not regexp_full_match(ts, '{ISO_TIMESTAMP}') then 'bad_timestamp'
         when not isfinite(price) then 'non_finite_price'
         when price <= 0 then 'non_positive_price'
         when volume < 0 then 'negative_volume'
@@ -66,25 +69,31 @@ select
         when source not in ({", ".join(f"'{s}'" for s in SOURCES)}) then 'bad_source'
         when schema_version <> {SCHEMA_VERSION} then 'unsupported_schema_version'
     end as reason
-from parsed
+from typed
 """
 
 
-def _bulk_parse(data: list[bytes], rows: list[int]) -> tuple[list[pa.Table], list[int]]:
-    """Parse `data` (the payloads of `rows`) with the JSON reader; bisect around refusals."""
+def _bulk_parse(lines: bytes, rows: np.ndarray, data: list[bytes]):
+    """Parse `lines` (the records `rows`, one per line) with the JSON reader.
+
+    Where the reader refuses a chunk, bisect it, so only the refused records are left for the
+    one-by-one lane. Returns (tables with a `row` column, refused rows).
+    """
     try:
-        table = pj.read_json(io.BytesIO(b"\n".join(data)), parse_options=_PARSE)
-        # One record per line: a count mismatch means a record held several JSON values.
+        table = pj.read_json(io.BytesIO(lines), parse_options=_PARSE)
+        # Every record opens with "{" and makes at least one row: equal counts mean one each.
         if table.num_rows == len(rows):
             return [table.append_column("row", pa.array(rows, pa.int64()))], []
     except (pa.ArrowInvalid, UnicodeDecodeError):
         pass
     if len(rows) == 1:
-        return [], rows
-    half = len(rows) // 2
-    left_tables, left_bad = _bulk_parse(data[:half], rows[:half])
-    right_tables, right_bad = _bulk_parse(data[half:], rows[half:])
-    return left_tables + right_tables, left_bad + right_bad
+        return [], rows.tolist()
+    tables, refused = [], []
+    for half in np.array_split(rows, 2):
+        more_tables, more_refused = _bulk_parse(b"\n".join(data[i] for i in half), half, data)
+        tables += more_tables
+        refused += more_refused
+    return tables, refused
 
 
 def _parse_one(payload: bytes) -> dict | str:
@@ -118,10 +127,10 @@ def _parse_one(payload: bytes) -> dict | str:
     return fields
 
 
-def _not_utf8(column: pa.BinaryArray) -> pa.BooleanArray:
+def _not_utf8(column: pa.LargeBinaryArray) -> pa.BooleanArray:
     """Which payloads are not valid UTF-8 (the JSON reader does not check inside strings)."""
     try:
-        column.cast(pa.string())  # validates the whole column at once: the usual case
+        column.cast(pa.large_string())  # validates the whole column at once: the usual case
         return pa.array([False] * len(column))
     except pa.ArrowInvalid:
         payloads = pa.table({"data": column})  # noqa: F841 (read by the DuckDB query below)
@@ -137,24 +146,29 @@ def decode_records(data: list[bytes], meta: pa.Table) -> tuple[pa.Table, pa.Tabl
     arrival_ts). Ticks have the wire fields typed plus the meta columns; quarantine rows have
     the meta columns, the raw `data` and a `reason`.
     """
-    column = pa.array(data, pa.binary())
-    oversized = pc.greater(pc.binary_length(column), MAX_RECORD_BYTES)
-    not_utf8 = pc.and_(_not_utf8(column), pc.invert(oversized))
-    # Records the line-based bulk parser cannot frame go straight to the one-by-one lane.
-    unframed = pc.or_(
-        pc.invert(pc.starts_with(column, "{")),
-        pc.or_(pc.match_substring(column, "\n"), pc.match_substring(column, "\r")),
+    # One buffer of newline-terminated records serves both the JSON reader and, viewed as a
+    # binary array of record+newline slices, the column checks: no per-record Arrow conversion.
+    joined = b"\n".join(data) + b"\n"
+    offsets = np.zeros(len(data) + 1, np.int64)
+    np.cumsum(np.fromiter(map(len, data), np.int64, len(data)) + 1, out=offsets[1:])
+    column = pa.Array.from_buffers(
+        pa.large_binary(), len(data), [None, pa.py_buffer(offsets), pa.py_buffer(joined)]
     )
+    oversized = pc.greater(pc.binary_length(column), MAX_RECORD_BYTES + 1)
+    not_utf8 = pc.and_(_not_utf8(column), pc.invert(oversized))
+    # A record that does not open with "{" (empty, blank, not an object) could make zero rows
+    # in the line-based reader and shift the rest; it goes one by one.
+    unframed = pc.invert(pc.starts_with(column, "{"))
     reasons: dict[int, str] = dict.fromkeys(pc.indices_nonzero(oversized).to_pylist(), "oversized")
     reasons.update(dict.fromkeys(pc.indices_nonzero(not_utf8).to_pylist(), "not_utf8"))
     rejected = pc.or_(oversized, not_utf8)
     one_by_one = pc.indices_nonzero(pc.and_(unframed, pc.invert(rejected))).to_pylist()
     if reasons or one_by_one:
-        bulk_rows = pc.indices_nonzero(pc.invert(pc.or_(rejected, unframed))).to_pylist()
-        bulk_data = [data[i] for i in bulk_rows]
+        bulk_rows = pc.indices_nonzero(pc.invert(pc.or_(rejected, unframed))).to_numpy()
+        bulk_lines = b"\n".join(data[i] for i in bulk_rows)
     else:  # the usual case: every record is one line of JSON
-        bulk_rows, bulk_data = list(range(len(data))), data
-    tables, refused = _bulk_parse(bulk_data, bulk_rows) if bulk_rows else ([], [])
+        bulk_rows, bulk_lines = np.arange(len(data)), joined
+    tables, refused = _bulk_parse(bulk_lines, bulk_rows, data) if len(bulk_rows) else ([], [])
 
     parsed_one_by_one = []
     for row in refused + one_by_one:
@@ -165,7 +179,9 @@ def decode_records(data: list[bytes], meta: pa.Table) -> tuple[pa.Table, pa.Tabl
             parsed_one_by_one.append({**result, "row": row})
     row_schema = WIRE_SCHEMA.append(pa.field("row", pa.int64()))
     tables.append(pa.Table.from_pylist(parsed_one_by_one, row_schema))
-    parsed = pa.concat_tables(tables)  # noqa: F841 (read by the DuckDB query below)
+    parsed = pa.concat_tables(tables)
+    if parsed_one_by_one:
+        parsed = parsed.sort_by("row")  # DuckDB keeps this order: preserve_insertion_order
 
     with duckdb.connect() as con:
         con.execute("set TimeZone = 'UTC'")
@@ -177,16 +193,16 @@ def decode_records(data: list[bytes], meta: pa.Table) -> tuple[pa.Table, pa.Tabl
     ):
         reasons[row] = reason
 
-    valid = checked.filter(pc.is_null(checked.column("reason"))).sort_by("row")
+    valid = checked.filter(pc.is_null(checked.column("reason")))
     ticks = valid.drop_columns(["row", "reason"])
-    valid_meta = meta.take(valid.column("row"))
+    valid_meta = meta if valid.num_rows == meta.num_rows else meta.take(valid.column("row"))
     for name in meta.column_names:
         ticks = ticks.append_column(name, valid_meta.column(name))
 
     bad_rows = pa.array(sorted(reasons), pa.int64())
     quarantine = (
         meta.take(bad_rows)
-        .append_column("data", column.take(bad_rows))
+        .append_column("data", pa.array([data[r] for r in bad_rows.to_pylist()], pa.binary()))
         .append_column("reason", pa.array([reasons[r] for r in bad_rows.to_pylist()], pa.string()))
     )
     return ticks, quarantine

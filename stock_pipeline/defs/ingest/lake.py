@@ -39,22 +39,27 @@ def _by_date(table: pa.Table, ts_column: str):
         yield date, table.filter(pc.equal(dates, date))
 
 
+def ticks_parquet(ticks: pa.Table) -> bytes:
+    """Ticks as a Parquet file in the lake's raw/ticks schema."""
+    buffer = io.BytesIO()
+    table = ticks.select(RAW_TICKS_SCHEMA.names).cast(RAW_TICKS_SCHEMA)
+    pq.write_table(table, buffer)
+    return buffer.getvalue()
+
+
 def write_ticks(
     lake: LakeResource, s3, ticks: pa.Table, shard_id: str, first: str, last: str
 ) -> WriteResult:
     """raw/ticks/dt=<event date>/shard=<shard>/<first>_<last>.parquet, one per event date."""
     result = WriteResult()
     for date, rows in _by_date(ticks, "ts"):
-        buffer = io.BytesIO()
-        pq.write_table(
-            rows.select(RAW_TICKS_SCHEMA.names).cast(RAW_TICKS_SCHEMA), buffer, compression="zstd"
-        )
+        body = ticks_parquet(rows)
         key = lake.key("raw/ticks", f"dt={date}", f"shard={shard_id}", f"{first}_{last}.parquet")
-        s3.put_object(Bucket=lake.bucket, Key=key, Body=buffer.getvalue())
+        s3.put_object(Bucket=lake.bucket, Key=key, Body=body)
         result.keys.append(key)
         result.partitions.add(date)
         result.rows += rows.num_rows
-        result.bytes += buffer.tell()
+        result.bytes += len(body)
     return result
 
 

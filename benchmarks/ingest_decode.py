@@ -1,0 +1,127 @@
+"""Ingest decode benchmark: the project's columnar path vs a naive per-record path vs pyarrow.
+
+Builds 1,000,000 synthetic wire records in memory, then times on the same bytes, in one process:
+  project  decode_records (bulk JSON parse + DuckDB validation) + Parquet bytes for the lake
+  naive    json.loads per record, validation in Python, pandas DataFrame, to_parquet
+  limit    pyarrow.json.read_json of the records joined by newlines (parse only)
+Prints records/s for each and the ratios project/naive (target >= 5) and project/limit
+(target >= 0.5).  Usage: python benchmarks/ingest_decode.py [records]
+"""
+
+import io
+import json
+import math
+import re
+import sys
+import time
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.json as pj
+
+from stock_pipeline.defs.ingest.decode import WIRE_SCHEMA, decode_records
+from stock_pipeline.defs.ingest.lake import ticks_parquet
+from stock_pipeline.producer.synthetic import SyntheticMarket
+from stock_pipeline.settings import DEFAULTS
+from stock_pipeline.wire import SCHEMA_VERSION, SOURCES, SYMBOL_PATTERN, encode_tick
+
+SYMBOL = re.compile(SYMBOL_PATTERN)
+
+
+def naive_reason(tick) -> str | None:
+    """The same rules as the project's validation, one record at a time."""
+    if not isinstance(tick, dict):
+        return "not_object"
+    for name in ("event_id", "symbol", "ts", "price", "volume", "source", "schema_version"):
+        if tick.get(name) is None:
+            return f"missing_field:{name}"
+    price, bid, ask = tick["price"], tick.get("bid"), tick.get("ask")
+    if not SYMBOL.match(tick["symbol"]):
+        return "bad_symbol"
+    try:
+        if datetime.fromisoformat(tick["ts"]).tzinfo is None:
+            return "bad_timestamp"
+    except ValueError:
+        return "bad_timestamp"
+    if not math.isfinite(price):
+        return "non_finite_price"
+    if price <= 0:
+        return "non_positive_price"
+    if tick["volume"] < 0:
+        return "negative_volume"
+    if bid is not None and ask is not None and bid > ask:
+        return "bid_above_ask"
+    if tick["source"] not in SOURCES or tick["schema_version"] != SCHEMA_VERSION:
+        return "bad_source"
+    return None
+
+
+def project(data: list[bytes], meta: pa.Table) -> int:
+    ticks, _ = decode_records(data, meta)
+    now = pa.array(
+        np.full(ticks.num_rows, np.datetime64(datetime.now(UTC).replace(tzinfo=None), "us")),
+        pa.timestamp("us", tz="UTC"),
+    )
+    ticks_parquet(ticks.append_column("ingested_at", now))
+    return ticks.num_rows
+
+
+def naive(data: list[bytes], meta: pa.Table) -> int:
+    rows = []
+    for payload in data:
+        tick = json.loads(payload)
+        price, bid, ask = tick["price"], tick.get("bid"), tick.get("ask")
+        if not (
+            SYMBOL.match(tick["symbol"])
+            and math.isfinite(price)
+            and price > 0
+            and tick["volume"] >= 0
+            and (bid is None or ask is None or bid <= ask)
+        ):
+            continue
+        tick["ts"] = datetime.fromisoformat(tick["ts"])
+        rows.append(tick)
+    frame = pd.DataFrame(rows)
+    frame.to_parquet(io.BytesIO(), compression="zstd")
+    return len(frame)
+
+
+def limit(data: list[bytes], meta: pa.Table) -> int:
+    options = pj.ParseOptions(explicit_schema=WIRE_SCHEMA)
+    return pj.read_json(io.BytesIO(b"\n".join(data)), parse_options=options).num_rows
+
+
+def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    symbols = DEFAULTS["SYMBOLS"].split(",")
+    market = SyntheticMarket(symbols, seed=1, start=datetime(2024, 3, 5, 14, 30, tzinfo=UTC))
+    data = [encode_tick(t) for t in market.ticks(count=count)]
+    meta = pa.table(
+        {
+            "shard_id": pa.array(["shardId-000000000000"] * count),
+            "sequence_number": pa.array(np.arange(count).astype(str)),
+            "arrival_ts": pa.array(
+                np.full(count, np.datetime64("2024-03-05T15:00:00", "ms")),
+                pa.timestamp("ms", tz="UTC"),
+            ),
+        }
+    )
+    print(f"{count:,} records, {sum(map(len, data)) / 1e6:.0f} MB of JSON")
+    rates = {}
+    for name, path in (("project", project), ("naive", naive), ("limit", limit)):
+        best = math.inf
+        for _ in range(2 if name != "naive" else 1):
+            started = time.perf_counter()
+            rows = path(data, meta)
+            best = min(best, time.perf_counter() - started)
+        assert rows == count, (name, rows)
+        rates[name] = count / best
+        print(f"{name:8s} {best:7.2f} s  {rates[name]:>12,.0f} records/s")
+    print(f"project / naive = {rates['project'] / rates['naive']:.1f}x (target >= 5)")
+    print(f"project / limit = {rates['project'] / rates['limit']:.2f}x (target >= 0.5)")
+
+
+if __name__ == "__main__":
+    main()

@@ -25,7 +25,7 @@ def reference_anomalies(bars: pd.DataFrame, rules: AnomalyRules) -> pd.DataFrame
     def recent(column: str, stat: str) -> pd.Series:
         earlier = day[column].shift()
         windows = earlier.groupby([bars["symbol"], bars["trade_date"]]).rolling(
-            rules.window_minutes, min_periods=1
+            rules.window_bars, min_periods=1
         )
         return getattr(windows, stat)().reset_index(level=[0, 1], drop=True)
 

@@ -34,7 +34,7 @@ CHECK = {
 class AnomalyRules(dg.Config):
     """Thresholds of the anomaly rules; the defaults give no alerts on a normal trading day."""
 
-    window_minutes: int = Field(
+    window_bars: int = Field(
         default=30, description="Bars of the symbol's recent history the z-score and median use."
     )
     min_history: int = Field(
@@ -221,7 +221,7 @@ def find_anomalies(con: duckdb.DuckDBPyConnection, rules: AnomalyRules) -> pd.Da
     found = con.execute(
         ANOMALIES_SQL,
         {
-            "window": rules.window_minutes,
+            "window": rules.window_bars,
             "min_history": rules.min_history,
             "jump_z": rules.price_jump_z,
             "spike_ratio": rules.volume_spike_ratio,

@@ -2,11 +2,14 @@
 
 from datetime import UTC, datetime, timedelta
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 
 from stock_pipeline.producer.synthetic import SyntheticMarket
+from stock_pipeline.resources.warehouse import attach_lake
+from stock_pipeline.settings import setting
 from tests.transform import reference
 
 SYMBOLS = ["AAA", "BBB", "CCC"]
@@ -71,3 +74,61 @@ def test_marts_match_pandas_reference(ticks, ingest, warehouse):
     averages = warehouse.read("moving_averages")
     assert averages.groupby("symbol")["sma_50"].count().min() > 50
     assert warehouse.read("daily_prices")["daily_return"].notna().sum() == len(SYMBOLS)
+
+
+def test_resent_ticks_change_no_mart(ticks, ingest, warehouse):
+    """A producer retry puts ticks on the stream again; every mart counts each tick once."""
+    # Within one micro-batch: 100 ticks twice.
+    ingest(ticks + ticks[:100])
+    warehouse.build()
+    assert len(warehouse.read("stg_lake__ticks")) == len(ticks)
+    assert_marts_match(warehouse, ticks)
+
+    # In a later micro-batch: ticks already in the warehouse, at both ends of the history. No
+    # mart changes, down to when its rows were loaded.
+    before = {table: _sorted(warehouse.read(table), keys) for table, keys in KEYS.items()}
+    ingest(ticks[:50] + ticks[-50:])
+    warehouse.build()
+    assert lake_tick_counts() == (len(ticks) + 200, len(ticks))
+    for table, keys in KEYS.items():
+        pd.testing.assert_frame_equal(_sorted(warehouse.read(table), keys), before[table])
+
+
+def test_incremental_runs_with_late_ticks_equal_full_refresh(ticks, ingest, warehouse):
+    frame = pd.DataFrame(ticks)
+    ts = pd.to_datetime(frame["ts"], utc=True)
+    # Late: a whole AAA bar in the middle of day 1 (a new bar moves every later bar's position
+    # and window) and BBB's last tick of day 1 (its close, hence day 2's return).
+    missing_bar = (frame["symbol"] == "AAA") & (ts.dt.floor("min") == START + timedelta(minutes=30))
+    day_close = frame.index == ts[(frame["symbol"] == "BBB") & (ts < MIDNIGHT)].idxmax()
+    late = (missing_bar | day_close).to_numpy()
+    on_time = [tick for tick, is_late in zip(ticks, late, strict=True) if not is_late]
+    late_ticks = [tick for tick, is_late in zip(ticks, late, strict=True) if is_late]
+    assert missing_bar.sum() > 1
+
+    half = len(on_time) // 2
+    for batch in (on_time[:half], on_time[half:]):
+        ingest(batch)
+        warehouse.build()
+    aaa_bars = warehouse.read("minute_bars").query("symbol == 'AAA'")
+    assert START + timedelta(minutes=30) not in set(aaa_bars["minute_ts"])
+
+    ingest(late_ticks)
+    warehouse.build()
+    assert_marts_match(warehouse, ticks)
+
+    incremental = {table: warehouse.read(table) for table in KEYS}
+    warehouse.build(full_refresh=True)
+    for table, frame in incremental.items():
+        expected = frame.drop(columns=["loaded_at", "updated_at"], errors="ignore")
+        assert_same_rows(warehouse.read(table), expected, KEYS[table])
+
+
+def lake_tick_counts() -> tuple[int, int]:
+    """Rows and distinct event_ids in the lake's raw/ticks."""
+    with duckdb.connect() as con:
+        attach_lake(con)
+        glob = f"s3://{setting('LAKE_BUCKET')}/raw/ticks/dt=*/shard=*/*.parquet"
+        return con.execute(
+            "select count(*), count(distinct event_id) from read_parquet(?)", [glob]
+        ).fetchone()

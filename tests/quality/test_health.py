@@ -80,6 +80,8 @@ def put_tick(kinesis) -> None:
 
 def test_freshness_breach_alerts_once_only_while_the_producer_is_live(freshness, kinesis):
     instance, evaluate = freshness
+    put_tick(kinesis)
+    assert "not materialized yet" in evaluate()
     instance.report_runless_asset_event(dg.AssetMaterialization("latest_quotes"))
     put_tick(kinesis)
     assert "within" in evaluate()  # fresh

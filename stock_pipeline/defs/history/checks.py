@@ -5,6 +5,7 @@ import duckdb
 import pandas as pd
 from pydantic import Field
 
+from stock_pipeline.resources.market_data import EXCHANGE_TZ
 from stock_pipeline.resources.warehouse import attach_lake
 from stock_pipeline.settings import setting
 
@@ -38,6 +39,9 @@ def compared_closes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     asset="daily_prices",
     additional_deps=["stg_lake__daily_bars"],
     pool="duckdb",
+    # Once per weekday evening, after the official bars (18:30 New York) and the stream's daily
+    # prices have both been updated since 18:45.
+    automation_condition=dg.AutomationCondition.on_cron("45 18 * * 1-5", EXCHANGE_TZ),
     description="Where the stream and the official daily bars both have a symbol and day, their "
     "closes agree within `relative_tolerance`. Warns with the list of disagreements.",
 )

@@ -59,14 +59,20 @@ def exchange_calendar() -> exchange_calendars.ExchangeCalendar:
     return exchange_calendars.get_calendar(EXCHANGE, start=CALENDAR_START)
 
 
-def trading_sessions(start: date, end: date) -> list[date]:
-    """NYSE sessions in [start, end]; dates outside the calendar's bounds have none."""
+def trading_sessions(start: date, end: date, closed_by: datetime | None = None) -> list[date]:
+    """NYSE sessions in [start, end], with `closed_by` only those whose close is not later.
+
+    Dates outside the calendar's bounds have none.
+    """
     calendar = exchange_calendar()
     first = max(pd.Timestamp(start), calendar.first_session)
     last = min(pd.Timestamp(end), calendar.last_session)
     if first > last:
         return []
-    return [ts.date() for ts in calendar.sessions_in_range(first, last)]
+    sessions = calendar.sessions_in_range(first, last)
+    if closed_by is not None:
+        sessions = sessions[calendar.closes[sessions] <= pd.Timestamp(closed_by)]
+    return [ts.date() for ts in sessions]
 
 
 def _rate_limited(exc: Exception) -> bool:
@@ -124,11 +130,11 @@ def download_yfinance(
             continue
         bars = _yfinance_long(raw)
         frames.append(bars)
-        pending = [s for s in pending if s not in set(bars["symbol"])]
+        found = set(bars["symbol"])
+        pending = [s for s in pending if s not in found]
         if not pending:
             break
-    found = pd.concat(frames, ignore_index=True) if frames else _yfinance_long(None)
-    return found.sort_values(["symbol", "ts"], ignore_index=True), pending
+    return pd.concat(frames).sort_values(["symbol", "ts"], ignore_index=True), pending
 
 
 def _yfinance_long(raw: pd.DataFrame | None) -> pd.DataFrame:
@@ -244,5 +250,5 @@ class MarketDataResource(dg.ConfigurableResource):
                 f"MARKET_DATA_SOURCE={self.source!r}: use synthetic, yfinance or csv:PATH"
             )
         bars = bars.reindex(columns=DAILY_BARS_COLUMNS).sort_values(["date", "symbol"])
-        empty = [s for s in symbols if s not in set(bars["symbol"])]
-        return bars.reset_index(drop=True), empty
+        found = set(bars["symbol"])
+        return bars.reset_index(drop=True), [s for s in symbols if s not in found]

@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pandas as pd
 
+from stock_pipeline.defs.history import assets
 from stock_pipeline.defs.history.assets import daily_bars, daily_bars_schedule, trading_days
 from stock_pipeline.resources.market_data import DAILY_BARS_COLUMNS, MarketDataResource
 from tests.history.conftest import SYMBOLS, lake_keys, materialize_days, read_bars
@@ -76,6 +77,31 @@ def test_symbols_without_bars_are_reported_not_written(history_env, s3, tmp_path
     bucket = history_env["LAKE_BUCKET"]
     assert read_bars(s3, bucket, key("2025-12-01"))["symbol"].tolist() == ["AAPL"]
     assert read_bars(s3, bucket, key("2025-12-02")).empty
+
+
+def test_a_session_not_closed_yet_stays_empty_until_a_later_run(history_env, s3, monkeypatch):
+    class Clock(datetime):
+        now_utc = datetime(2025, 11, 28, 17, 59, tzinfo=ZoneInfo("UTC"))
+
+        @classmethod
+        def now(cls, tz=None):
+            return cls.now_utc
+
+    monkeypatch.setattr(assets, "datetime", Clock)
+    bucket, instance = history_env["LAKE_BUCKET"], dg.DagsterInstance.ephemeral()
+
+    # The day after Thanksgiving closes early, at 13:00 New York (18:00 UTC).
+    result = materialize_days("2025-11-26", "2025-11-28", instance)
+
+    metadata = result.asset_materializations_for_node("daily_bars")[0].metadata
+    assert metadata["sessions_not_closed"].value == ["2025-11-28"]
+    assert metadata["holidays"].value == ["2025-11-27"]
+    assert len(read_bars(s3, bucket, key("2025-11-26"))) == len(SYMBOLS)
+    assert read_bars(s3, bucket, key("2025-11-28")).empty
+
+    Clock.now_utc = datetime(2025, 11, 28, 18, 0, tzinfo=ZoneInfo("UTC"))
+    assert materialize_days("2025-11-28", "2025-11-28", instance).success
+    assert len(read_bars(s3, bucket, key("2025-11-28"))) == len(SYMBOLS)
 
 
 def test_schedule_asks_for_the_day_that_just_closed_in_new_york():

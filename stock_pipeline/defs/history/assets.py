@@ -2,7 +2,7 @@
 
 import io
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -57,26 +57,27 @@ def daily_bars(
     started = time.monotonic()
     days = [date.fromisoformat(key) for key in context.partition_keys]
     sessions = trading_sessions(days[0], days[-1])
-    wanted = symbols()
-    if sessions:
-        bars, empty_symbols = market_data.daily_bars(wanted, sessions[0], sessions[-1])
+    # A session not closed yet has no official bar: its file stays empty until a later run.
+    closed = trading_sessions(days[0], days[-1], closed_by=datetime.now(UTC))
+    if closed:
+        bars, empty_symbols = market_data.daily_bars(symbols(), closed[0], closed[-1])
     else:
         bars, empty_symbols = pd.DataFrame(columns=DAILY_BARS_COLUMNS), []
     by_day = dict(tuple(bars.groupby("date")))
     no_bars = bars.iloc[:0]
 
-    is_session = set(sessions)
+    is_session, is_closed = set(sessions), set(closed)
     s3 = lake.get_client()
     written_rows = written_bytes = 0
     for day in days:
-        # Every partition gets its file, empty on a holiday, so re-running one replaces it exactly.
-        day_bars = by_day.get(day, no_bars) if day in is_session else no_bars
+        # Every partition gets its file (empty on a holiday), so re-running one replaces it exactly.
+        day_bars = by_day.get(day, no_bars) if day in is_closed else no_bars
         body = _parquet(day_bars)
         s3.put_object(Bucket=lake.bucket, Key=daily_bars_key(lake, day), Body=body)
         written_rows += len(day_bars)
         written_bytes += len(body)
 
-    sessions_without_bars = [d.isoformat() for d in sessions if d not in by_day]
+    sessions_without_bars = [d.isoformat() for d in closed if d not in by_day]
     if empty_symbols:
         context.log.warning(f"{market_data.source}: no bars for {empty_symbols}")
     if sessions_without_bars:
@@ -88,6 +89,7 @@ def daily_bars(
             "partitions_written": len(days),
             "trading_sessions": len(sessions),
             "holidays": [d.isoformat() for d in days if d not in is_session],
+            "sessions_not_closed": [d.isoformat() for d in sessions if d not in is_closed],
             "empty_symbols": empty_symbols,
             "sessions_without_bars": sessions_without_bars,
             "bytes": written_bytes,

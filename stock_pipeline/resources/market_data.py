@@ -104,7 +104,8 @@ def download_yfinance(
     - A raised `YFRateLimitError` or HTTP 429 retries the call after an exponential backoff
       (`backoff_seconds` x 1, 2, 4, ...), `attempts` calls in all, then re-raises.
     - `yf.download` turns a per-ticker failure (a rate limit included) into an all-NaN column,
-      so empty tickers are retried the same way before being reported.
+      so empty tickers are retried the same way before being reported. A ticker with truly no
+      data therefore costs the whole backoff (14 s by default): pollers may pass `attempts=1`.
     """
     pending = list(dict.fromkeys(symbols))
     frames: list[pd.DataFrame] = []

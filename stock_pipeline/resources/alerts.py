@@ -3,19 +3,23 @@
 Delivery uses an outbox and a ledger in the lake bucket, one small S3 object per alert id:
 
     <prefix>/alerts/pending/<alert_id>.json   recorded before publishing (the outbox)
+    <prefix>/alerts/claims/<alert_id>.json    held by the one delivery publishing it right now
     <prefix>/alerts/sent/<alert_id>.json      written only after SNS accepted the message
 
 S3 is durable, survives restarts and needs no write lock on the DuckDB warehouse, and the same
 calls work on AWS unchanged. An alert already in `sent/` is never published again; one in
-`pending/` is retried on every later delivery, so nothing is lost while SNS is down. The one
-remaining window is a crash between SNS accepting a message and `sent/` being written: that
-alert is sent again once, with the same `alert_id` for consumers to de-duplicate.
+`pending/` is retried on every later delivery, so nothing is lost while SNS is down. Checks and
+sensors deliver concurrently: a claim is an S3 conditional write (`If-None-Match: *`) that only
+one of them can make, and `sent/` is re-read under the claim. The one remaining window is a
+crash between SNS accepting a message and `sent/` being written: that alert is sent again once,
+with the same `alert_id` for consumers to de-duplicate.
 """
 
 import json
 import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -23,6 +27,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from stock_pipeline.resources.aws import AwsResource
 
 AWS_ERRORS = (BotoCoreError, ClientError)
+# A claim older than this was left by a delivery that crashed before publishing: take it over.
+# Far longer than one SNS publish with botocore's retries takes.
+CLAIM_TIMEOUT = timedelta(minutes=5)
+# S3's answers to a conditional write when the object exists (or is being written).
+CLAIM_TAKEN = ("PreconditionFailed", "ConditionalRequestConflict")
 
 
 @dataclass(frozen=True)
@@ -126,38 +135,75 @@ class AlertsResource(AwsResource):
                 error=f"alert ledger unreachable: {err}",
             )
 
+    def _last_modified(self, s3: Any, key: str) -> datetime | None:
+        """When the object was written, or None if there is none."""
+        try:
+            return s3.head_object(Bucket=self.ledger_bucket, Key=key)["LastModified"]
+        except ClientError as err:
+            if err.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def _claim(self, s3: Any, alert_id: str) -> bool:
+        """Whether this delivery won the right to publish `alert_id` (until it releases it)."""
+        key = self._key("claims", alert_id)
+        for _ in range(2):
+            try:
+                s3.put_object(Bucket=self.ledger_bucket, Key=key, Body=b"", IfNoneMatch="*")
+                return True
+            except ClientError as err:
+                if err.response["Error"]["Code"] not in CLAIM_TAKEN:
+                    raise
+            claimed_at = self._last_modified(s3, key)
+            if claimed_at is not None and datetime.now(UTC) - claimed_at < CLAIM_TIMEOUT:
+                return False  # another delivery is publishing it
+            if claimed_at is not None:
+                s3.delete_object(Bucket=self.ledger_bucket, Key=key)
+        return False
+
     def _deliver(self, s3: Any, sent: set[str]) -> Delivery:
         pending = sorted(self._ids(s3, "pending"))
-        delivery = Delivery()
+        delivery = Delivery(pending=list(pending))
         sns = self.boto_client("sns")
         try:
             topic_arn = self.topic_arn(sns) if pending else ""
         except (*AWS_ERRORS, LookupError) as err:
-            return Delivery(pending=pending, error=str(err))
+            delivery.error = str(err)
+            return delivery
         for alert_id in pending:
             pending_key = self._key("pending", alert_id)
-            if alert_id not in sent:  # else a crash came after `sent/` was written: just clean up
-                body = s3.get_object(Bucket=self.ledger_bucket, Key=pending_key)["Body"].read()
-                alert = Alert(**json.loads(body))
-                try:
-                    response = sns.publish(
-                        TopicArn=topic_arn,
-                        Message=alert.to_json(),
-                        MessageAttributes=alert.message_attributes(),
+            if alert_id in sent:  # a crash came after `sent/` was written: just clean up
+                s3.delete_object(Bucket=self.ledger_bucket, Key=pending_key)
+                delivery.pending.remove(alert_id)
+                continue
+            if not self._claim(s3, alert_id):
+                continue
+            try:
+                # Read under the claim: another delivery may have sent it since `sent` was listed.
+                if self._last_modified(s3, self._key("sent", alert_id)) is None:
+                    body = s3.get_object(Bucket=self.ledger_bucket, Key=pending_key)["Body"]
+                    alert = Alert(**json.loads(body.read()))
+                    try:
+                        response = sns.publish(
+                            TopicArn=topic_arn,
+                            Message=alert.to_json(),
+                            MessageAttributes=alert.message_attributes(),
+                        )
+                    except AWS_ERRORS as err:
+                        # SNS is down or refusing: keep this and the rest pending for next time.
+                        delivery.error = str(err)
+                        break
+                    s3.put_object(
+                        Bucket=self.ledger_bucket,
+                        Key=self._key("sent", alert_id),
+                        Body=json.dumps({"message_id": response["MessageId"]}).encode(),
+                        ContentType="application/json",
                     )
-                except AWS_ERRORS as err:
-                    # SNS is down or refusing: keep this and the rest pending for next time.
-                    delivery.pending = pending[pending.index(alert_id) :]
-                    delivery.error = str(err)
-                    break
-                s3.put_object(
-                    Bucket=self.ledger_bucket,
-                    Key=self._key("sent", alert_id),
-                    Body=json.dumps({"message_id": response["MessageId"]}).encode(),
-                    ContentType="application/json",
-                )
-                delivery.sent.append(alert_id)
-            s3.delete_object(Bucket=self.ledger_bucket, Key=pending_key)
+                    delivery.sent.append(alert_id)
+                s3.delete_object(Bucket=self.ledger_bucket, Key=pending_key)
+                delivery.pending.remove(alert_id)
+            finally:
+                s3.delete_object(Bucket=self.ledger_bucket, Key=self._key("claims", alert_id))
         return delivery
 
 

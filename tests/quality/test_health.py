@@ -2,7 +2,6 @@
 
 import json
 import time
-from io import StringIO
 
 import boto3
 import dagster as dg
@@ -13,7 +12,6 @@ from stock_pipeline.defs.quality.health import (
     run_failure_sensor,
 )
 from stock_pipeline.provision import provision
-from stock_pipeline.resources.alerts import follow_alerts
 from stock_pipeline.resources.aws import KinesisResource
 from stock_pipeline.settings import setting
 from tests.quality.conftest import received_alerts
@@ -102,30 +100,3 @@ def test_freshness_breach_alerts_once_only_while_the_producer_is_live(freshness,
     put_tick(kinesis)
     evaluate()  # a new breach after a new update: a new alert
     assert len(received_alerts()) == 1
-
-
-def test_follow_alerts_prints_one_line_per_alert_and_deletes_it(alerts_resource):
-    from stock_pipeline.resources.alerts import Alert
-
-    alerts_resource.publish(
-        [
-            Alert(
-                alert_id="price_jump:AAPL:2026-11-20T14:40Z",
-                kind="anomaly",
-                rule="price_jump",
-                severity="WARN",
-                asset_key="minute_bars",
-                event_time="2026-11-20T14:40:00Z",
-                symbol="AAPL",
-                value=35.79,
-                threshold=10.0,
-            )
-        ]
-    )
-    out = StringIO()
-    assert follow_alerts(setting("ALERTS_QUEUE"), False, out, max_messages=5, wait_seconds=0) == 1
-    assert out.getvalue() == (
-        "2026-11-20T14:40:00Z WARN  price_jump        AAPL   value=35.79 threshold=10 "
-        "asset=minute_bars\n"
-    )
-    assert received_alerts() == []  # deleted once printed

@@ -2,7 +2,6 @@
 
 import dagster as dg
 import duckdb
-import pandas as pd
 from pydantic import Field
 
 from stock_pipeline.resources.market_data import EXCHANGE_TZ
@@ -31,10 +30,6 @@ class CloseReconciliationConfig(dg.Config):
     )
 
 
-def compared_closes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    return con.execute(COMPARED_CLOSES).df()
-
-
 @dg.asset_check(
     asset="daily_prices",
     additional_deps=["stg_lake__daily_bars"],
@@ -49,7 +44,7 @@ def daily_close_matches_official(config: CloseReconciliationConfig) -> dg.AssetC
     with duckdb.connect(setting("DUCKDB_DATABASE"), read_only=True) as con:
         attach_lake(con)
         try:
-            compared = compared_closes(con)
+            compared = con.execute(COMPARED_CLOSES).df()
         except duckdb.CatalogException as missing:
             return dg.AssetCheckResult(
                 passed=True,

@@ -19,12 +19,9 @@ log = logging.getLogger("stock_pipeline")
 DAGSTER_INSTANCE_YAML = """\
 # Written by `stock-pipeline dev`. Runs that write the DuckDB warehouse share the pool
 # `duckdb`, limited to one at a time: DuckDB allows a single writer process.
-run_coordinator:
-  module: dagster.core.run_coordinator
-  class: QueuedRunCoordinator
-  config:
-    max_concurrent_runs: 4
 concurrency:
+  runs:
+    max_concurrent_runs: 4
   pools:
     default_limit: 1
 telemetry:
@@ -76,7 +73,7 @@ def produce(args) -> None:
         stats = producer.stats
         # Pace to the rate: sleep until this many ticks are due.
         time.sleep(max(0.0, started + stats.sent / args.rate - time.monotonic()))
-        if time.monotonic() - last_report >= 2:
+        if time.monotonic() - last_report >= 10:
             last_report = time.monotonic()
             print(
                 f"sent {stats.sent}  rate {stats.rate:.0f}/s  retried {stats.retried}",

@@ -17,6 +17,7 @@ class StreamIngest:
         self.cursor: str | None = None
         self.resources = dict(ingest_defs.resources)
         self.run_configs: list[dict] = []
+        self.instance = dg.DagsterInstance.ephemeral()
 
     def put(self, ticks: list[dict]) -> None:
         KinesisProducer(boto3.client("kinesis"), setting("TICKS_STREAM")).put_ticks(ticks)
@@ -27,13 +28,18 @@ class StreamIngest:
         KinesisProducer(boto3.client("kinesis"), setting("TICKS_STREAM")).put_entries(entries)
 
     def evaluate_sensor(self) -> dg.SensorResult:
-        context = dg.build_sensor_context(cursor=self.cursor, resources=self.resources)
+        context = dg.build_sensor_context(
+            cursor=self.cursor, resources=self.resources, instance=self.instance
+        )
         result = kinesis_ticks_sensor(context)
-        self.cursor = result.cursor
+        if result.cursor is not None:  # None leaves the cursor as it was, as in the daemon
+            self.cursor = result.cursor
         return result
 
     def run(self, run_config) -> dg.ExecuteInProcessResult:
-        result = dg.materialize([raw_ticks], run_config=run_config, resources=self.resources)
+        result = dg.materialize(
+            [raw_ticks], run_config=run_config, resources=self.resources, instance=self.instance
+        )
         assert result.success
         return result
 

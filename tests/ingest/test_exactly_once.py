@@ -5,6 +5,8 @@ from datetime import UTC, datetime
 import boto3
 import duckdb
 import pytest
+from dagster import DagsterRun, DagsterRunStatus
+from dagster._core.utils import make_new_run_id
 
 from stock_pipeline.producer.synthetic import SyntheticMarket
 from stock_pipeline.resources.warehouse import attach_lake
@@ -88,3 +90,17 @@ def test_late_and_cross_midnight_ticks_go_to_their_event_date(ingest_ticks):
         d: sum(1 for t in ticks if t["ts"].startswith(d)) for d in ("2024-03-05", "2024-03-06")
     }
     assert by_date == expected and sum(expected.values()) == 200
+
+
+def test_sensor_waits_while_a_batch_is_queued(ingest_ticks):
+    ingest_ticks.put(list(SyntheticMarket(["AAPL"], start=START).ticks(count=10)))
+    queued = DagsterRun(
+        job_name="raw_ticks_job", run_id=make_new_run_id(), status=DagsterRunStatus.NOT_STARTED
+    )
+    ingest_ticks.instance.add_run(queued)
+    cursor = ingest_ticks.cursor
+    result = ingest_ticks.evaluate_sensor()
+    assert not result.run_requests and ingest_ticks.cursor == cursor
+
+    ingest_ticks.instance.delete_run(queued.run_id)
+    assert ingest_ticks.drain() == 1 and len(lake_ticks()) == 10

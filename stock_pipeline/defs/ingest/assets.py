@@ -99,4 +99,6 @@ raw_ticks_job = dg.define_asset_job(
     selection=[raw_ticks],
     description="Consume one micro-batch of Kinesis ranges into the lake (launched by "
     "kinesis_ticks_sensor).",
+    # One step: running it in the run's own process saves a second Python start per batch.
+    executor_def=dg.in_process_executor,
 )

@@ -18,6 +18,9 @@ from stock_pipeline.resources.aws import KinesisResource
 from stock_pipeline.settings import setting
 
 
+WAITING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
+
+
 def _run_key(ranges: list[ShardRange]) -> str:
     canonical = json.dumps([r.model_dump() for r in ranges], sort_keys=True)
     return "kinesis-" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
@@ -33,6 +36,14 @@ def _run_key(ranges: list[ShardRange]) -> str:
 def kinesis_ticks_sensor(
     context: dg.SensorEvaluationContext, kinesis: KinesisResource
 ) -> dg.SensorResult:
+    # Back-pressure: while a batch waits to start, the next one grows instead of queueing behind
+    # it, so a slow moment never builds a backlog of small runs.
+    waiting = context.instance.get_runs_count(
+        dg.RunsFilter(job_name=raw_ticks_job.name, statuses=WAITING)
+    )
+    if waiting:
+        return dg.SensorResult(skip_reason=f"{waiting} raw_ticks_job run(s) not started yet")
+
     state = json.loads(context.cursor) if context.cursor else {"shards": {}, "drained": []}
     checkpoints: dict[str, dict] = state["shards"]
     client = kinesis.get_client()

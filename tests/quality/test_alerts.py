@@ -46,11 +46,10 @@ def failing_mart() -> None:
     raise RuntimeError("boom")
 
 
-def run_checks(alerts_resource, *assets, instance=None) -> dg.ExecuteInProcessResult:
+def run_checks(alerts_resource, *assets) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [*assets, minute_bars_anomaly_checks],
         resources={"alerts": alerts_resource},
-        instance=instance,
         raise_on_error=False,
     )
 
@@ -130,19 +129,51 @@ def test_no_false_alarms_on_a_normal_trading_day(alerts_resource):
     assert received_alerts() == []
 
 
-def test_rerun_and_retried_run_send_nothing_twice(alerts_resource, faulty_ticks, ledger):
-    stand_in = minute_bars_stand_in(faulty_ticks)
-    with dg.instance_for_test() as instance:
-        first = run_checks(alerts_resource, stand_in, failing_mart, instance=instance)
-        assert not first.success  # the run failed after the checks had published
-        assert len(received_alerts()) == 3
+class CrashingSns:
+    """An SNS client whose process 'dies' (a non-AWS error) before its n-th publish."""
 
-        again = run_checks(alerts_resource, stand_in, instance=instance)  # the retry
-        assert again.success
-        assert check_results(again)["price_jump"].metadata["alerts_sent"].value == 0
-        run_checks(alerts_resource, stand_in, instance=instance)  # and a plain re-run
-        assert received_alerts() == []
-        assert len(ledger("sent")) == 3 and ledger("pending") == set()
+    def __init__(self, client, crash_before: int):
+        self.client, self.left = client, crash_before
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+    def publish(self, **kwargs):
+        self.left -= 1
+        if self.left == 0:
+            raise RuntimeError("process died mid-delivery")
+        return self.client.publish(**kwargs)
+
+
+def test_rerun_and_retried_run_send_nothing_twice(
+    alerts_resource, faulty_ticks, ledger, monkeypatch
+):
+    stand_in = minute_bars_stand_in(faulty_ticks)
+    boto_client = AlertsResource.boto_client
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            AlertsResource,
+            "boto_client",
+            lambda self, service: (
+                CrashingSns(boto_client(self, service), crash_before=3)
+                if service == "sns"
+                else boto_client(self, service)
+            ),
+        )
+        crashed = run_checks(alerts_resource, stand_in)
+    assert not crashed.success  # the check step failed after publishing two alerts
+    assert len(received_alerts()) == 2
+    assert len(ledger("pending")) == 1
+
+    retried = run_checks(alerts_resource, stand_in)  # the retry sends only the third
+    assert retried.success
+    assert check_results(retried)["price_jump"].metadata["alerts_sent"].value == 1
+    assert len(received_alerts()) == 1
+
+    run_checks(alerts_resource, stand_in, failing_mart)  # re-runs, one of them failing
+    run_checks(alerts_resource, stand_in)
+    assert received_alerts() == []
+    assert len(ledger("sent")) == 3 and ledger("pending") == set() and ledger("claims") == set()
 
 
 def dead_endpoint() -> str:

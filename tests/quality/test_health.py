@@ -23,7 +23,7 @@ def broken_asset() -> None:
 
 
 def test_a_failed_run_alerts_once_even_across_an_sns_outage(alerts_resource, ledger):
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize(
             [broken_asset], selection=[broken_asset], instance=instance, raise_on_error=False
         )
@@ -63,7 +63,7 @@ def freshness(provisioned, alerts_resource, monkeypatch):
         "alerts": alerts_resource,
         "kinesis": KinesisResource(stream_name=setting("TICKS_STREAM")),
     }
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
 
         def evaluate() -> str:
             context = dg.build_sensor_context(instance=instance, resources=resources)

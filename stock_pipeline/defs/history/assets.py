@@ -2,6 +2,7 @@
 
 import io
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
@@ -68,14 +69,19 @@ def daily_bars(
 
     is_session, is_closed = set(sessions), set(closed)
     s3 = lake.get_client()
-    written_rows = written_bytes = 0
-    for day in days:
+
+    def write(day: date) -> tuple[int, int]:
         # Every partition gets its file (empty on a holiday), so re-running one replaces it exactly.
         day_bars = by_day.get(day, no_bars) if day in is_closed else no_bars
         body = _parquet(day_bars)
         s3.put_object(Bucket=lake.bucket, Key=daily_bars_key(lake, day), Body=body)
-        written_rows += len(day_bars)
-        written_bytes += len(body)
+        return len(day_bars), len(body)
+
+    # A backfill writes thousands of small objects: a few requests in flight hide the latency.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        written = list(pool.map(write, days))
+    written_rows = sum(rows for rows, _ in written)
+    written_bytes = sum(size for _, size in written)
 
     sessions_without_bars = [d.isoformat() for d in closed if d not in by_day]
     if empty_symbols:

@@ -46,10 +46,11 @@ def failing_mart() -> None:
     raise RuntimeError("boom")
 
 
-def run_checks(alerts_resource, *assets) -> dg.ExecuteInProcessResult:
+def run_checks(alerts_resource, *assets, rules: dict | None = None) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [*assets, minute_bars_anomaly_checks],
         resources={"alerts": alerts_resource},
+        run_config={"ops": {"minute_bars_anomaly_checks": {"config": rules or {}}}},
         raise_on_error=False,
     )
 
@@ -125,6 +126,14 @@ def test_no_false_alarms_on_a_normal_trading_day(alerts_resource):
     ticks = session_ticks(symbols(), 390, 3.0, seed=11)
     assert ticks["symbol"].nunique() == 20
     result = run_checks(alerts_resource, minute_bars_stand_in(ticks))
+    assert all(c.passed for c in check_results(result).values())
+    assert received_alerts() == []
+
+
+def test_thresholds_are_run_config(alerts_resource, faulty_ticks):
+    """Thresholds above the injected faults: the same session passes and alerts nothing."""
+    lenient = {"price_jump_z": 500.0, "volume_spike_ratio": 100.0, "stale_minutes": 20}
+    result = run_checks(alerts_resource, minute_bars_stand_in(faulty_ticks), rules=lenient)
     assert all(c.passed for c in check_results(result).values())
     assert received_alerts() == []
 

@@ -1,6 +1,7 @@
 """The `stock-pipeline` command: local AWS emulator, provisioning, producer, dev stack, alerts."""
 
 import argparse
+import contextlib
 import itertools
 import logging
 import os
@@ -134,8 +135,29 @@ def _wait_for_port(url: str, timeout: float = 30) -> None:
     raise SystemExit(f"nothing listening on {url} after {timeout:.0f}s")
 
 
+def _start(command: list[str]) -> subprocess.Popen:
+    # Own process group: stopping it stops its children too (dagster dev's daemon, webserver).
+    return subprocess.Popen(command, process_group=0)
+
+
+def _stop(processes: list[subprocess.Popen], timeout: float = 20) -> None:
+    """SIGINT each process group, as Ctrl-C would; SIGKILL what is left after `timeout`."""
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGINT)
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # stragglers in the group, if any
+
+
 def dev(args) -> None:
     """Emulator, producer and `dagster dev` together; Ctrl-C stops every one of them."""
+    # Ctrl-C and SIGTERM both stop the stack, even when started with SIGINT ignored (e.g. `&`).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     endpoint = os.environ.setdefault("AWS_ENDPOINT_URL", LOCAL_ENDPOINT)
     dagster_home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster").absolute())))
     dagster_home.mkdir(parents=True, exist_ok=True)
@@ -144,24 +166,19 @@ def dev(args) -> None:
     processes: list[subprocess.Popen] = []
     try:
         if urlparse(endpoint).hostname in ("127.0.0.1", "localhost"):
-            port = str(urlparse(endpoint).port)
-            processes.append(subprocess.Popen([*exe, "local-aws", "--port", port]))
+            processes.append(_start([*exe, "local-aws", "--port", str(urlparse(endpoint).port)]))
             _wait_for_port(endpoint)
         subprocess.run([*exe, "provision"], check=True)
-        produce_args = [
-            "produce",
-            "--source",
-            setting("MARKET_DATA_SOURCE").split(":")[0],
-            "--rate",
-            setting("PRODUCER_RATE"),
-        ]
-        if setting("MARKET_DATA_SOURCE").startswith("csv:"):
-            produce_args += ["--file", setting("MARKET_DATA_SOURCE")[4:]]
+        source = setting("MARKET_DATA_SOURCE")
+        produce_args = ["produce", "--source", source.split(":")[0]]
+        produce_args += ["--rate", setting("PRODUCER_RATE")]
+        if source.startswith("csv:"):
+            produce_args += ["--file", source.removeprefix("csv:")]
         if args.inject:
             produce_args += ["--inject", ",".join(args.inject)]
-        processes.append(subprocess.Popen([*exe, *produce_args]))
+        processes.append(_start([*exe, *produce_args]))
         processes.append(
-            subprocess.Popen(
+            _start(
                 [
                     sys.executable,
                     "-m",
@@ -182,20 +199,12 @@ def dev(args) -> None:
         )
         while all(p.poll() is None for p in processes):
             time.sleep(1)
-        failed = [p.args for p in processes if p.poll() not in (None, 0)]
-        if failed:
-            raise SystemExit(f"stopped because a process exited: {failed}")
+        exited = [p.args for p in processes if p.poll() is not None]
+        raise SystemExit(f"stopping: a process exited: {exited}")
     except KeyboardInterrupt:
-        pass
+        print("stopping...", file=sys.stderr)
     finally:
-        for process in reversed(processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-        for process in reversed(processes):
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        _stop(list(reversed(processes)))
 
 
 def alerts(args) -> None:

@@ -31,7 +31,8 @@ with
 source as (
 
     {% if lake_is_empty -%}
-    -- No tick files yet: an empty relation with the lake's columns, so the first build passes.
+    -- No tick files yet: an empty relation with the lake columns used below, so the first build
+    -- passes.
     select
         cast(null as varchar) as event_id,
         cast(null as varchar) as symbol,
@@ -41,9 +42,6 @@ source as (
         cast(null as double) as bid,
         cast(null as double) as ask,
         cast(null as varchar) as source,
-        cast(null as integer) as schema_version,
-        cast(null as varchar) as shard_id,
-        cast(null as varchar) as sequence_number,
         cast(null as timestamptz) as arrival_ts,
         cast(null as timestamptz) as ingested_at,
         cast(null as date) as dt
@@ -72,9 +70,6 @@ renamed as (
         bid,
         ask,
         source,
-        schema_version,
-        shard_id,
-        sequence_number,
         arrival_ts,
         ingested_at
     from source
@@ -84,10 +79,11 @@ renamed as (
 deduplicated as (
 
     -- At-least-once delivery becomes exactly-once here: one row per event_id, the first ingested.
+    -- Copies that tie on both times are identical in every column kept.
     select * from renamed
     qualify row_number() over (
         partition by event_id
-        order by ingested_at, shard_id, sequence_number
+        order by ingested_at, arrival_ts
     ) = 1
 
 ),

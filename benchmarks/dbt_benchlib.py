@@ -1,0 +1,166 @@
+"""Shared by the dbt benchmarks: an emulator, a lake of synthetic ticks, timed dbt commands.
+
+Lake data is generated with numpy and written with pyarrow straight into the lake layout of
+DESIGN.md (raw/ticks/dt=…/shard=…/<first>_<last>.parquet, RAW_TICKS_SCHEMA), in files of at most
+FILE_ROWS ticks, as micro-batches of the ingest would leave them. Not a benchmark by itself.
+"""
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from moto.server import ThreadedMotoServer
+
+# The scripts run as `python benchmarks/<name>.py`; the pandas baseline is the tests' reference
+# implementation, imported from the repository root.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from stock_pipeline.defs.transform.assets import DBT_PROJECT_DIR
+from stock_pipeline.settings import apply_defaults, setting
+from stock_pipeline.wire import RAW_TICKS_SCHEMA
+
+SYMBOLS = [f"SYM{i:03d}" for i in range(100)]
+SHARDS = ["shardId-000000000000", "shardId-000000000001"]
+TICKS_PER_DAY = 500_000  # ~21 ticks/s over a 6.5 h session, 100 symbols
+FILE_ROWS = 50_000
+SESSION_OPEN = timedelta(hours=13, minutes=30)
+SESSION_US = 390 * 60 * 1_000_000
+FIRST_DAY = date(2026, 9, 1)
+
+
+@contextmanager
+def emulator() -> Iterator[str]:
+    """A moto server on a free loopback port, the pipeline's env pointing at it, a warehouse
+    file in a temporary directory and the lake bucket. Stopped on exit."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.update(
+            AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+            AWS_ACCESS_KEY_ID="test",
+            AWS_SECRET_ACCESS_KEY="test",
+            AWS_DEFAULT_REGION="us-east-1",
+            DUCKDB_DATABASE=f"{tmp}/warehouse.duckdb",
+        )
+        os.environ.pop("LAKE_PREFIX", None)
+        apply_defaults()
+        boto3.client("s3").create_bucket(Bucket=setting("LAKE_BUCKET"))
+        try:
+            yield os.environ["AWS_ENDPOINT_URL"]
+        finally:
+            server.stop()
+
+
+class Lake:
+    """Writes synthetic ticks, continuing one random walk per symbol across calls."""
+
+    def __init__(self, seed: int = 7):
+        self.rng = np.random.default_rng(seed)
+        self.log_price = np.log(self.rng.uniform(20.0, 500.0, len(SYMBOLS)))
+        self.sequence = 0
+        self.last_us = 0
+        self.s3 = boto3.client("s3")
+
+    def history(self, ticks: int) -> None:
+        """`ticks` ticks at TICKS_PER_DAY, one trading day after another from FIRST_DAY."""
+        day = FIRST_DAY
+        while ticks > 0:
+            count = min(ticks, TICKS_PER_DAY)
+            session_us = _us(datetime.combine(day, datetime.min.time(), UTC) + SESSION_OPEN)
+            self.write(self.rng.integers(0, SESSION_US, count) + session_us)
+            ticks -= count
+            day += timedelta(days=1)
+
+    def batch(self, ticks: int, seconds: float = 5.0) -> None:
+        """A micro-batch: `ticks` ticks in the `seconds` after the newest tick so far."""
+        self.write(self.last_us + 1 + self.rng.integers(0, int(seconds * 1e6), ticks))
+
+    def write(self, ts_us: np.ndarray) -> None:
+        n = len(ts_us)
+        ts_us = np.sort(ts_us)
+        symbol = self.rng.integers(0, len(SYMBOLS), n)
+        # Random walk per symbol: cumulative steps in time order within each symbol.
+        order = np.lexsort((ts_us, symbol))
+        by_symbol = symbol[order]
+        starts = np.flatnonzero(np.r_[True, by_symbol[1:] != by_symbol[:-1]])
+        ends = np.r_[starts[1:], n] - 1
+        steps = np.cumsum(self.rng.standard_normal(n) * 0.0004)
+        walk = steps - np.repeat(np.r_[0.0, steps[ends[:-1]]], np.diff(np.r_[starts, n]))
+        log_price = np.empty(n)
+        log_price[order] = self.log_price[by_symbol] + walk
+        self.log_price[by_symbol[starts]] = log_price[order[ends]]
+        price = np.round(np.exp(log_price), 2)
+        half_spread = np.maximum(np.round(price * 0.0001, 2), 0.01)
+        ts = pa.array(ts_us, pa.timestamp("us", tz="UTC"))
+        table = pa.table(
+            {
+                "event_id": pa.array(np.arange(self.sequence, self.sequence + n)).cast(pa.string()),
+                "symbol": pa.array(np.array(SYMBOLS)[symbol]),
+                "ts": ts,
+                "price": price,
+                "volume": self.rng.integers(1, 50, n) * 10,
+                "bid": price - half_spread,
+                "ask": price + half_spread,
+                "source": pa.array(["synthetic"] * n),
+                "schema_version": pa.array(np.ones(n, np.int32)),
+                "shard_id": pa.array(np.array(SHARDS)[symbol % len(SHARDS)]),
+                "sequence_number": pa.array(
+                    np.char.zfill(np.arange(self.sequence, self.sequence + n).astype(str), 56)
+                ),
+                "arrival_ts": pa.array((ts_us + 1_000_000) // 1000, pa.timestamp("ms", tz="UTC")),
+                "ingested_at": pa.array(ts_us + 2_000_000, pa.timestamp("us", tz="UTC")),
+            },
+            schema=RAW_TICKS_SCHEMA,
+        )
+        self.sequence += n
+        self.last_us = int(ts_us[-1])
+        self._put(table, ts_us, symbol % len(SHARDS))
+
+    def _put(self, table: pa.Table, ts_us: np.ndarray, shard: np.ndarray) -> None:
+        days = ts_us // 86_400_000_000
+        for day in np.unique(days):
+            for s, shard_id in enumerate(SHARDS):
+                rows = np.flatnonzero((days == day) & (shard == s))
+                for start in range(0, len(rows), FILE_ROWS):
+                    part = table.take(rows[start : start + FILE_ROWS])
+                    first, last = part["sequence_number"][0], part["sequence_number"][-1]
+                    dt = str(np.datetime64(int(day), "D"))
+                    sink = pa.BufferOutputStream()
+                    pq.write_table(part, sink, compression="zstd")
+                    self.s3.put_object(
+                        Bucket=setting("LAKE_BUCKET"),
+                        Key=f"raw/ticks/dt={dt}/shard={shard_id}/{first}_{last}.parquet",
+                        Body=sink.getvalue().to_pybytes(),
+                    )
+
+
+def _us(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000)
+
+
+def dbt(*args: str) -> float:
+    """Seconds one dbt command takes, run as the Dagster asset runs it: a dbt subprocess."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [Path(sys.executable).with_name("dbt"), *args], cwd=DBT_PROJECT_DIR, capture_output=True
+    )
+    elapsed = time.perf_counter() - started
+    if done.returncode:
+        raise RuntimeError(f"dbt {' '.join(args)} failed:\n{done.stdout.decode()[-3000:]}")
+    return elapsed

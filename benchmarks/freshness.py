@@ -1,0 +1,174 @@
+"""End-to-end freshness: from a tick put on the stream to its showing in `latest_quotes`.
+
+Runs the real stack with the default settings, on free loopback ports, in a temporary
+DAGSTER_HOME and warehouse: the emulator (`stock-pipeline local-aws`), `dagster dev` (daemon,
+sensors, automation; the instance file of `stock-pipeline dev`) and the default producer
+(PRODUCER_RATE ticks/s over SYMBOLS). After a warm-up it puts, through the real Kinesis producer,
+a probe tick (symbol PROBE, event time = now) every PROBE_EVERY seconds. Then it stops every
+process it started, by pid, and reads - without touching the warehouse while Dagster writes it -
+for each probe: when it was put, when raw_ticks wrote it to the lake (`ingested_at`), when dbt
+loaded it (`loaded_at`) and the first `latest_quotes` materialisation after that (Dagster's event
+log). Prints p50/p95 of put -> visible and of each leg.
+Usage: python benchmarks/freshness.py [probes]
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import boto3
+import dagster as dg
+import duckdb
+import numpy as np
+
+from stock_pipeline.cli import DAGSTER_INSTANCE_YAML
+from stock_pipeline.producer.kinesis import KinesisProducer
+from stock_pipeline.settings import apply_defaults, setting
+
+ROOT = Path(__file__).resolve().parents[1]
+PROBE_EVERY = 4.0
+WARM_UP_LIMIT = 300.0
+SETTLE = 60.0  # after the last probe, wait for a latest_quotes this much later
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition, limit: float, what: str) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"gave up waiting for {what} after {limit:.0f} s")
+        time.sleep(1)
+
+
+def latest_quotes_times(instance: dg.DagsterInstance) -> list[float]:
+    records = instance.fetch_materializations(dg.AssetKey("latest_quotes"), limit=10_000).records
+    return sorted(record.timestamp for record in records)
+
+
+def stream_ready() -> bool:
+    try:
+        description = boto3.client("kinesis").describe_stream_summary(
+            StreamName=setting("TICKS_STREAM")
+        )
+    except Exception:  # the emulator is still starting or provisioning
+        return False
+    return description["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
+
+
+def main() -> None:
+    probes = int(sys.argv[1]) if len(sys.argv) > 1 else 30
+    tmp = Path(tempfile.mkdtemp(prefix="freshness-"))
+    (tmp / "dagster_home").mkdir()
+    (tmp / "dagster_home" / "dagster.yaml").write_text(DAGSTER_INSTANCE_YAML)
+    os.environ.update(
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}",
+        AWS_ACCESS_KEY_ID="test",
+        AWS_SECRET_ACCESS_KEY="test",
+        DAGSTER_HOME=str(tmp / "dagster_home"),
+        DUCKDB_DATABASE=str(tmp / "warehouse.duckdb"),
+    )
+    apply_defaults()
+    cli = [sys.executable, "-m", "stock_pipeline.cli"]
+    port = os.environ["AWS_ENDPOINT_URL"].rsplit(":", 1)[1]
+    processes: list[subprocess.Popen] = []
+    put_at: dict[str, float] = {}
+    try:
+        processes.append(subprocess.Popen([*cli, "local-aws", "--port", port], cwd=ROOT))
+        wait_for(stream_ready, 60, "the emulator")
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "dagster",
+                    "dev",
+                    "-w",
+                    "workspace.yaml",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(free_port()),
+                ],
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        processes.append(subprocess.Popen([*cli, "produce"], cwd=ROOT, stderr=subprocess.DEVNULL))
+        instance = dg.DagsterInstance.from_config(os.environ["DAGSTER_HOME"])
+        started = time.monotonic()
+        wait_for(lambda: latest_quotes_times(instance), WARM_UP_LIMIT, "a first latest_quotes")
+        print(f"warm-up: first latest_quotes after {time.monotonic() - started:.0f} s")
+
+        producer = KinesisProducer(boto3.client("kinesis"), setting("TICKS_STREAM"))
+        for n in range(probes):
+            event_id = f"probe-{uuid.uuid4()}"
+            now = datetime.now(UTC)
+            producer.put_ticks(
+                [
+                    {
+                        "event_id": event_id,
+                        "symbol": "PROBE",
+                        "ts": now.isoformat(),
+                        "price": 100.0 + n / 100,
+                        "volume": 1,
+                        "source": "synthetic",
+                        "schema_version": 1,
+                    }
+                ]
+            )
+            put_at[event_id] = now.timestamp()
+            time.sleep(PROBE_EVERY)
+        last = max(put_at.values())
+        wait_for(lambda: latest_quotes_times(instance)[-1] > last + SETTLE, 300, "the last probes")
+        quotes = latest_quotes_times(instance)
+    finally:
+        for process in reversed(processes):
+            process.send_signal(signal.SIGINT)
+        for process in reversed(processes):
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    with duckdb.connect(os.environ["DUCKDB_DATABASE"], read_only=True) as con:
+        loaded = con.execute(
+            "select event_id, epoch(ingested_at), epoch(loaded_at) from stg_lake__ticks"
+            " where symbol = 'PROBE'"
+        ).fetchall()
+    legs = {
+        "put -> lake": [],
+        "lake -> dbt load": [],
+        "dbt load -> latest_quotes": [],
+        "put -> latest_quotes": [],
+    }
+    for event_id, ingested, loaded_at in loaded:
+        visible = next((t for t in quotes if t >= loaded_at), None)
+        if visible is None:
+            continue  # loaded by a run that had not reached latest_quotes when Dagster stopped
+        put = put_at[event_id]
+        legs["put -> lake"].append(ingested - put)
+        legs["lake -> dbt load"].append(loaded_at - ingested)
+        legs["dbt load -> latest_quotes"].append(visible - loaded_at)
+        legs["put -> latest_quotes"].append(visible - put)
+    print(f"{len(legs['put -> latest_quotes'])} of {len(put_at)} probes seen in latest_quotes")
+    for leg, seconds in legs.items():
+        p50, p95 = np.percentile(seconds, [50, 95])
+        print(f"  {leg:<28} p50 {p50:5.1f} s   p95 {p95:5.1f} s")
+    print("target: put -> latest_quotes p95 <= 30 s")
+
+
+if __name__ == "__main__":
+    main()

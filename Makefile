@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-PORT ?= 4566
+AWS_PORT ?= 4566
 
 .PHONY: help install dev test lint format validate docs local-aws provision produce alerts bench lock clean
 
@@ -22,8 +22,8 @@ install: $(STAMP) ## create .venv and install pinned dependencies
 .env:
 	cp .env.example .env
 
-dev: $(STAMP) .env ## emulator + provision + producer + dagster dev (http://127.0.0.1:3000)
-	$(BIN)/stock-pipeline dev
+dev: $(STAMP) .env ## emulator + provision + producer + dagster dev (http://127.0.0.1:3000); INJECT=price_jump,volume_spike,stale to misbehave
+	$(BIN)/stock-pipeline dev $(if $(INJECT),--inject $(INJECT))
 
 test: $(STAMP) ## run the test suite against a throwaway emulator
 	$(BIN)/pytest
@@ -40,14 +40,14 @@ format: $(STAMP) ## apply ruff's formatting and fixes
 validate: $(STAMP) ## dagster definitions validate
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
-local-aws: $(STAMP) .env ## run the AWS emulator in the foreground on PORT and provision it
-	$(BIN)/stock-pipeline local-aws --port $(PORT)
+local-aws: $(STAMP) .env ## run the AWS emulator in the foreground on AWS_PORT (4566) and provision it
+	$(BIN)/stock-pipeline local-aws --port $(AWS_PORT)
 
 provision: $(STAMP) .env ## create stream, bucket, topic and queue (idempotent)
 	$(BIN)/stock-pipeline provision
 
-produce: $(STAMP) .env ## stream synthetic ticks to Kinesis until Ctrl-C
-	$(BIN)/stock-pipeline produce --source synthetic
+produce: $(STAMP) .env ## stream ticks from MARKET_DATA_SOURCE's kind to Kinesis until Ctrl-C
+	$(BIN)/stock-pipeline produce
 
 alerts: $(STAMP) .env ## print alerts from the local SQS queue as they arrive
 	$(BIN)/stock-pipeline alerts

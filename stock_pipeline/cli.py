@@ -169,11 +169,7 @@ def dev(args) -> None:
             processes.append(_start([*exe, "local-aws", "--port", str(urlparse(endpoint).port)]))
             _wait_for_port(endpoint)
         subprocess.run([*exe, "provision"], check=True)
-        source = setting("MARKET_DATA_SOURCE")
-        produce_args = ["produce", "--source", source.split(":")[0]]
-        produce_args += ["--rate", setting("PRODUCER_RATE")]
-        if source.startswith("csv:"):
-            produce_args += ["--file", source.removeprefix("csv:")]
+        produce_args = ["produce"]  # source and rate from MARKET_DATA_SOURCE, PRODUCER_RATE
         if args.inject:
             produce_args += ["--inject", ",".join(args.inject)]
         processes.append(_start([*exe, *produce_args]))
@@ -231,7 +227,13 @@ def parser() -> argparse.ArgumentParser:
     cmd.set_defaults(func=provision)
 
     cmd = commands.add_parser("produce", help="put ticks on the Kinesis stream")
-    cmd.add_argument("--source", choices=["synthetic", "yfinance", "csv"], default="synthetic")
+    source, _, path = setting("MARKET_DATA_SOURCE").partition(":")
+    cmd.add_argument(
+        "--source",
+        choices=["synthetic", "yfinance", "csv"],
+        default=source,
+        help="default: the kind MARKET_DATA_SOURCE names",
+    )
     cmd.add_argument("--symbols", type=_csv_list, default=None, help="comma separated")
     cmd.add_argument(
         "--rate", type=float, default=float(setting("PRODUCER_RATE")), help="ticks per second"
@@ -239,7 +241,11 @@ def parser() -> argparse.ArgumentParser:
     stop = cmd.add_mutually_exclusive_group()
     stop.add_argument("--count", type=int, help="stop after this many ticks")
     stop.add_argument("--duration", type=float, help="stop after this many seconds")
-    cmd.add_argument("--file", help="CSV of ticks or OHLCV bars (--source csv)")
+    cmd.add_argument(
+        "--file",
+        default=path or None,
+        help="CSV of ticks or OHLCV bars (--source csv; default from csv:<path>)",
+    )
     cmd.add_argument(
         "--seed", type=int, default=int(time.time()) % 100_000, help="synthetic market seed"
     )

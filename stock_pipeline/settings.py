@@ -23,6 +23,7 @@ DEFAULTS: dict[str, str] = {
     "SYMBOLS": "AAPL,MSFT,NVDA,AMZN,GOOGL,META,TSLA,BRK-B,JPM,V,"
     "UNH,XOM,JNJ,WMT,MA,PG,HD,COST,AVGO,KO",
     "PRODUCER_RATE": "50",
+    "LATEST_QUOTES_MAX_AGE_MINUTES": "10",
 }
 
 LOCAL_ENDPOINT = "http://127.0.0.1:4566"
@@ -45,6 +46,8 @@ def apply_defaults() -> None:
     """
     for name, value in DEFAULTS.items():
         os.environ.setdefault(name, value)
+    if not os.environ.get("AWS_ENDPOINT_URL"):
+        os.environ.pop("AWS_ENDPOINT_URL", None)  # empty means real AWS, as unset does
     # The emulator accepts any keys; AWS itself never gets these (its endpoint is not loopback).
     if urlparse(os.environ.get("AWS_ENDPOINT_URL", "")).hostname in ("127.0.0.1", "localhost"):
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")

@@ -8,8 +8,9 @@
 {% macro lake_has_files(relative_glob) %}
     {#- True when the lake holds at least one object matching `relative_glob` under lake_root().
         read_parquet() errors on a glob that matches nothing, so models reading a lake prefix
-        that may still be empty check first. At parse time there is no connection: assume yes. -#}
-    {%- if not execute -%}
+        that may still be empty check first. Only runs and builds ask the lake: parsing has no
+        connection, and compile, docs and lint show the SQL that reads the files. -#}
+    {%- if not execute or flags.WHICH not in ('run', 'build') -%}
         {{ return(true) }}
     {%- endif -%}
     {%- set found = run_query(

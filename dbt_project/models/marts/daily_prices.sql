@@ -51,14 +51,25 @@ in_scope as (
 
 ),
 
-{%- else %}
+{% else -%}
 in_scope as (
 
     select * from bars
 
 ),
 
-{%- endif %}
+previous_close as (
+
+    -- A full build starts each symbol at its first day: no close before it.
+    select
+        symbol,
+        close
+    from bars
+    where false
+
+),
+
+{% endif -%}
 
 minute_returns as (
 
@@ -95,18 +106,12 @@ with_previous as (
 
     select
         days.*,
-        {% if is_incremental() -%}
         coalesce(
             lag(days.close) over (partition by days.symbol order by days.trade_date),
             previous_close.close
         ) as prev_close
-        {%- else -%}
-        lag(days.close) over (partition by days.symbol order by days.trade_date) as prev_close
-        {%- endif %}
     from days
-    {% if is_incremental() -%}
     left join previous_close on days.symbol = previous_close.symbol
-    {%- endif %}
 
 ),
 
@@ -123,10 +128,10 @@ final as (
         volume,
         trade_count,
         prev_close,
-        close / prev_close - 1 as daily_return,
         realized_vol,
         last_ts,
-        loaded_at
+        loaded_at,
+        close / prev_close - 1 as daily_return
     from with_previous
 
 )

@@ -28,10 +28,10 @@ final as (
         latest_days.close as last_price,
         latest_days.last_ts,
         latest_days.prev_close,
-        latest_days.close - latest_days.prev_close as change,
-        latest_days.daily_return as relative_change,
         latest_averages.sma_20,
-        latest_days.loaded_at as updated_at
+        latest_days.loaded_at as updated_at,
+        latest_days.daily_return as relative_change,
+        latest_days.close - latest_days.prev_close as change
     from latest_days
     left join latest_averages on latest_days.symbol = latest_averages.symbol
 

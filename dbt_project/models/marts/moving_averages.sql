@@ -75,7 +75,7 @@ in_scope as (
 
 ),
 
-{%- else %}
+{% else -%}
 in_scope as (
 
     select
@@ -89,7 +89,7 @@ in_scope as (
 
 ),
 
-{%- endif %}
+{% endif -%}
 
 numbered as (
 
@@ -110,11 +110,11 @@ windowed as (
         first_changed,
         close,
         bar_number,
+        loaded_at,
         avg(close) over last_5 as mean_5,
         avg(close) over last_20 as mean_20,
         stddev_pop(close) over last_20 as std_20,
-        avg(close) over last_50 as mean_50,
-        loaded_at
+        avg(close) over last_50 as mean_50
     from numbered
     window
         last_5 as (partition by symbol order by minute_ts rows between 4 preceding and current row),
@@ -135,12 +135,12 @@ final as (
         minute_ts,
         close,
         bar_number,
+        loaded_at,
         case when bar_number >= 5 then mean_5 end as sma_5,
         case when bar_number >= 20 then mean_20 end as sma_20,
         case when bar_number >= 50 then mean_50 end as sma_50,
         case when bar_number >= 20 then mean_20 + 2 * std_20 end as bollinger_upper,
-        case when bar_number >= 20 then mean_20 - 2 * std_20 end as bollinger_lower,
-        loaded_at
+        case when bar_number >= 20 then mean_20 - 2 * std_20 end as bollinger_lower
     from windowed
     where first_changed is null or minute_ts >= first_changed
 

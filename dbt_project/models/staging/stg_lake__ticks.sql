@@ -24,7 +24,9 @@
         {%- set bounds = watermark -%}
     {%- endif -%}
 {%- endif -%}
-{%- set lake_is_empty = bounds is none and not lake_has_files('raw/ticks/dt=*/shard=*/*.parquet') -%}
+{%- set lake_is_empty = (
+    bounds is none and not lake_has_files('raw/ticks/dt=*/shard=*/*.parquet')
+) -%}
 
 with
 
@@ -64,14 +66,14 @@ renamed as (
         symbol,
         ts,
         dt as trade_date,
-        date_trunc('minute', ts) as minute_ts,
         price,
         volume,
         bid,
         ask,
         source,
         arrival_ts,
-        ingested_at
+        ingested_at,
+        date_trunc('minute', ts) as minute_ts
     from source
 
 ),

@@ -5,6 +5,9 @@ The translator maps the dbt sources on the lake onto the Python assets that writ
 lineage from the stream to `latest_quotes`; dbt tests become asset checks.
 """
 
+import os
+import shutil
+import sys
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -42,6 +45,10 @@ def _manifest_is_stale(project: DbtProject) -> bool:
 
 @cache
 def dbt_project() -> DbtProject:
+    # dagster-dbt runs `dbt` from PATH; `make dev` and `make test` run .venv's programs without
+    # activating it, so put this interpreter's bin directory on PATH when dbt is not there.
+    if shutil.which("dbt") is None:
+        os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
     project = DbtProject(project_dir=DBT_PROJECT_DIR)
     # `dagster dev` re-parses on every load. Elsewhere (tests, `definitions validate`, a fresh
     # checkout) parse when the manifest is missing or stale: Dagster's asset checks must match

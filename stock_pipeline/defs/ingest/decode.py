@@ -1,16 +1,16 @@
 """Decode and validate Kinesis records as columns.
 
-The hot path parses all records at once with pyarrow's JSON reader and validates them with one
-DuckDB query. Only records the bulk parser refuses (rare: not JSON, wrong types, not UTF-8) are
-looked at one by one, to name the reason. Nothing is dropped: every record comes out either as a
-valid tick or as a quarantine row with a machine-readable reason.
+The hot path parses all records at once with pyarrow's JSON reader and validates them with
+pyarrow compute kernels. Only records the bulk parser refuses (rare: not JSON, wrong types,
+not UTF-8) are looked at one by one, to name the reason. Nothing is dropped: every record
+comes out either as a valid tick or as a quarantine row with a machine-readable reason.
 """
 
+import functools
 import io
 import json
 import math
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -36,41 +36,48 @@ REQUIRED = ("event_id", "symbol", "ts", "price", "volume", "source", "schema_ver
 _JSON_TYPES = {pa.string(): (str,), pa.float64(): (int, float), pa.int64(): (int,)}
 _PARSE = pj.ParseOptions(explicit_schema=WIRE_SCHEMA, unexpected_field_behavior="ignore")
 _INT64_MAX = 2**63 - 1
-# ISO-8601 with a UTC offset: the wire format requires one, so event time is unambiguous.
-ISO_TIMESTAMP = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})"
+TIMESTAMP_UTC = pa.timestamp("us", tz="UTC")
 
-# Reason for each record, first rule broken wins; null means valid.
-_VALIDATE_SQL = f"""
-with typed as (
-    select *, try_cast(ts as timestamptz) as event_ts from parsed
-)
-select
-    row,
-    event_id,
-    symbol,
-    event_ts as ts,
-    price,
-    volume,
-    bid,
-    ask,
-    source,
-    schema_version::integer as schema_version,
-    case
-        {" ".join(f"when {f} is null then 'missing_field:{f}'" for f in REQUIRED)}
-        when event_id = '' then 'missing_field:event_id'
-        when not regexp_full_match(symbol, '{SYMBOL_PATTERN[1:-1]}') then 'bad_symbol'
-        when event_ts is null or not regexp_full_match(ts, '{ISO_TIMESTAMP}') then 'bad_timestamp'
-        when not isfinite(price) then 'non_finite_price'
-        when price <= 0 then 'non_positive_price'
-        when volume < 0 then 'negative_volume'
-        when not coalesce(isfinite(bid) and bid > 0, true) then 'bad_bid'
-        when not coalesce(isfinite(ask) and ask > 0, true) then 'bad_ask'
-        when bid > ask then 'bid_above_ask'
-        when source not in ({", ".join(f"'{s}'" for s in SOURCES)}) then 'bad_source'
-        when schema_version <> {SCHEMA_VERSION} then 'unsupported_schema_version'
-    end as reason
-from typed
-"""
+
+def _cast_or_null(array: pa.Array, target: pa.DataType) -> pa.Array:
+    """`array` cast to `target`, with the elements that cannot be cast as nulls.
+
+    One cast of the whole array is the usual case; a refusal is bisected down to the culprits.
+    """
+    try:
+        return pc.cast(array, target)
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        if len(array) == 1:
+            return pa.nulls(1, target)
+        half = len(array) // 2
+        return pa.concat_arrays(
+            [_cast_or_null(array[:half], target), _cast_or_null(array[half:], target)]
+        )
+
+
+def _broken_rules(parsed: pa.Table, ts: pa.Array) -> list[tuple[str, pa.Array]]:
+    """(reason, which rows break the rule), in the order the rules are checked.
+
+    `ts` is the event time parsed by Arrow's ISO-8601 reader into UTC: null where the string
+    is not an ISO-8601 date and time with a UTC offset (Z, +HH:MM, +HHMM).
+    """
+    col = parsed.column
+    rules = [(f"missing_field:{name}", pc.is_null(col(name))) for name in REQUIRED]
+    rules += [
+        ("missing_field:event_id", pc.equal(col("event_id"), "")),
+        ("bad_symbol", pc.invert(pc.match_substring_regex(col("symbol"), SYMBOL_PATTERN))),
+        ("bad_timestamp", pc.is_null(ts)),
+        ("non_finite_price", pc.invert(pc.is_finite(col("price")))),
+        ("non_positive_price", pc.less_equal(col("price"), 0)),
+        ("negative_volume", pc.less(col("volume"), 0)),
+        ("bad_bid", pc.invert(pc.and_(pc.is_finite(col("bid")), pc.greater(col("bid"), 0)))),
+        ("bad_ask", pc.invert(pc.and_(pc.is_finite(col("ask")), pc.greater(col("ask"), 0)))),
+        ("bid_above_ask", pc.greater(col("bid"), col("ask"))),
+        ("bad_source", pc.invert(pc.is_in(col("source"), pa.array(SOURCES)))),
+        ("unsupported_schema_version", pc.not_equal(col("schema_version"), SCHEMA_VERSION)),
+    ]
+    # A comparison with a missing optional field (bid, ask) is null: not broken.
+    return [(reason, pc.fill_null(broken, False)) for reason, broken in rules]
 
 
 def _bulk_parse(lines: bytes, rows: np.ndarray, data: list[bytes]):
@@ -127,18 +134,6 @@ def _parse_one(payload: bytes) -> dict | str:
     return fields
 
 
-def _not_utf8(column: pa.LargeBinaryArray) -> pa.BooleanArray:
-    """Which payloads are not valid UTF-8 (the JSON reader does not check inside strings)."""
-    try:
-        column.cast(pa.large_string())  # validates the whole column at once: the usual case
-        return pa.array([False] * len(column))
-    except pa.ArrowInvalid:
-        payloads = pa.table({"data": column})  # noqa: F841 (read by the DuckDB query below)
-        with duckdb.connect() as con:
-            query = "select try(decode(data)) is null from payloads"
-            return con.execute(query).fetch_arrow_table().column(0).combine_chunks()
-
-
 def decode_records(data: list[bytes], meta: pa.Table) -> tuple[pa.Table, pa.Table]:
     """Split raw records into (ticks, quarantine).
 
@@ -155,7 +150,8 @@ def decode_records(data: list[bytes], meta: pa.Table) -> tuple[pa.Table, pa.Tabl
         pa.large_binary(), len(data), [None, pa.py_buffer(offsets), pa.py_buffer(joined)]
     )
     oversized = pc.greater(pc.binary_length(column), MAX_RECORD_BYTES + 1)
-    not_utf8 = pc.and_(_not_utf8(column), pc.invert(oversized))
+    # The JSON reader does not check UTF-8 inside strings; a cast to string does.
+    not_utf8 = pc.and_(pc.is_null(_cast_or_null(column, pa.large_string())), pc.invert(oversized))
     # A record that does not open with "{" (empty, blank, not an object) could make zero rows
     # in the line-based reader and shift the rest; it goes one by one.
     unframed = pc.invert(pc.starts_with(column, "{"))
@@ -181,21 +177,32 @@ def decode_records(data: list[bytes], meta: pa.Table) -> tuple[pa.Table, pa.Tabl
     tables.append(pa.Table.from_pylist(parsed_one_by_one, row_schema))
     parsed = pa.concat_tables(tables)
     if parsed_one_by_one:
-        parsed = parsed.sort_by("row")  # DuckDB keeps this order: preserve_insertion_order
+        parsed = parsed.sort_by("row")
 
-    with duckdb.connect() as con:
-        con.execute("set TimeZone = 'UTC'")
-        checked = con.execute(_VALIDATE_SQL).fetch_arrow_table()
+    ts = _cast_or_null(parsed.column("ts").combine_chunks(), TIMESTAMP_UTC)
+    rules = _broken_rules(parsed, ts)
+    invalid = functools.reduce(pc.or_, (broken for _, broken in rules))
+    if pc.any(invalid).as_py():
+        unexplained = invalid
+        for reason, broken in rules:  # the first rule a row breaks names it
+            named = pc.and_(unexplained, broken)
+            rows = parsed.column("row").filter(named).to_pylist()
+            reasons.update(dict.fromkeys(rows, reason))
+            unexplained = pc.and_(unexplained, pc.invert(named))
 
-    invalid = checked.filter(pc.is_valid(checked.column("reason")))
-    for row, reason in zip(
-        invalid.column("row").to_pylist(), invalid.column("reason").to_pylist(), strict=True
-    ):
-        reasons[row] = reason
-
-    valid = checked.filter(pc.is_null(checked.column("reason")))
-    ticks = valid.drop_columns(["row", "reason"])
-    valid_meta = meta if valid.num_rows == meta.num_rows else meta.take(valid.column("row"))
+    valid = pc.invert(invalid)
+    ticks = (
+        parsed.set_column(parsed.schema.get_field_index("ts"), "ts", ts)
+        .set_column(
+            parsed.schema.get_field_index("schema_version"),
+            "schema_version",
+            pc.cast(parsed.column("schema_version"), pa.int32()),
+        )
+        .filter(valid)
+    )
+    rows = ticks.column("row")
+    ticks = ticks.drop_columns(["row"])
+    valid_meta = meta if ticks.num_rows == meta.num_rows else meta.take(rows)
     for name in meta.column_names:
         ticks = ticks.append_column(name, valid_meta.column(name))
 

@@ -43,7 +43,8 @@ def ticks_parquet(ticks: pa.Table) -> bytes:
     """Ticks as a Parquet file in the lake's raw/ticks schema."""
     buffer = io.BytesIO()
     table = ticks.select(RAW_TICKS_SCHEMA.names).cast(RAW_TICKS_SCHEMA)
-    pq.write_table(table, buffer)
+    # zstd level 1: as fast to write as snappy here, and about half the bytes.
+    pq.write_table(table, buffer, compression="zstd", compression_level=1)
     return buffer.getvalue()
 
 

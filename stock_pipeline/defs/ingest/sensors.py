@@ -17,7 +17,6 @@ from stock_pipeline.defs.ingest.kinesis import list_shards, scan_shard
 from stock_pipeline.resources.aws import KinesisResource
 from stock_pipeline.settings import setting
 
-
 WAITING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
 
 

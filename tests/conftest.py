@@ -15,7 +15,6 @@ from moto.server import ThreadedMotoServer
 
 from stock_pipeline.settings import DEFAULTS
 
-
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request at INFO
 
 

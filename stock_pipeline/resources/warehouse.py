@@ -7,6 +7,7 @@ DuckDB normally downloads httpfs from its own site; here it comes from the
 import os
 from urllib.parse import urlparse
 
+import boto3
 import duckdb
 import duckdb_extensions
 
@@ -19,13 +20,23 @@ def load_httpfs(con: duckdb.DuckDBPyConnection) -> None:
 def s3_secret_options() -> dict[str, str]:
     """S3 secret options from the same environment boto3 reads.
 
-    With `AWS_ENDPOINT_URL` set (the emulator), static keys, path-style URLs and the endpoint's
-    scheme; otherwise DuckDB's credential chain, as boto3 would do on AWS.
+    With `AWS_ENDPOINT_URL` set (the emulator), its keys, path-style URLs and the endpoint's
+    scheme. On AWS, the credentials boto3's own chain resolves (environment, profile, SSO,
+    instance role), so DuckDB and boto3 always act as the same identity; DuckDB's
+    `credential_chain` provider would need its `aws` extension, which is not installed.
     """
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+    session = boto3.session.Session()
+    region = session.region_name or "us-east-1"
     endpoint = os.environ.get("AWS_ENDPOINT_URL")
     if not endpoint:
-        return {"type": "s3", "provider": "credential_chain", "region": region}
+        credentials = session.get_credentials()
+        if credentials is None:
+            raise RuntimeError("no AWS credentials found for reading the lake with DuckDB")
+        frozen = credentials.get_frozen_credentials()
+        options = {"type": "s3", "key_id": frozen.access_key, "secret": frozen.secret_key}
+        if frozen.token:
+            options["session_token"] = frozen.token
+        return {**options, "region": region}
     parsed = urlparse(endpoint)
     return {
         "type": "s3",
@@ -44,7 +55,7 @@ def attach_lake(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     options = s3_secret_options()
     # Secret options cannot be bound as parameters; they are quoted as SQL string literals.
     body = ", ".join(
-        f"{k} {v}" if k in ("type", "provider") else f"{k} '{v.replace(chr(39), chr(39) * 2)}'"
+        f"{k} {v}" if k == "type" else f"{k} '{v.replace(chr(39), chr(39) * 2)}'"
         for k, v in options.items()
     )
     con.execute(f"create or replace secret lake_s3 ({body})")

@@ -7,20 +7,20 @@ with
 source as (
 
     {% if lake_is_empty %}
-        select
-            cast(null as varchar) as symbol,
-            cast(null as date) as date,  -- noqa: RF04
-            cast(null as double) as open,
-            cast(null as double) as high,
-            cast(null as double) as low,
-            cast(null as double) as close,  -- noqa: RF04
-            cast(null as double) as adj_close,
-            cast(null as bigint) as volume,
-            cast(null as varchar) as source,  -- noqa: RF04
-            cast(null as date) as dt
-        where false
+    select
+        cast(null as varchar) as symbol,
+        cast(null as date) as date,  -- noqa: RF04
+        cast(null as double) as open,
+        cast(null as double) as high,
+        cast(null as double) as low,
+        cast(null as double) as close,  -- noqa: RF04
+        cast(null as double) as adj_close,
+        cast(null as bigint) as volume,
+        cast(null as varchar) as source,  -- noqa: RF04
+        cast(null as date) as dt
+    where false
     {% else %}
-        select * from {{ source('lake', 'daily_bars') }}
+    select * from {{ source('lake', 'daily_bars') }}
     {% endif %}
 
 ),

@@ -12,6 +12,7 @@ log). Prints p50/p95 of put -> visible and of each leg.
 Usage: python benchmarks/freshness.py [probes]
 """
 
+import contextlib
 import os
 import signal
 import socket
@@ -44,11 +45,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(condition, limit: float, what: str) -> None:
+def wait_for(condition, limit: float, what: str, processes: list[subprocess.Popen]) -> None:
     deadline = time.monotonic() + limit
     while not condition():
         if time.monotonic() > deadline:
             raise SystemExit(f"gave up waiting for {what} after {limit:.0f} s")
+        if exited := [p.args for p in processes if p.poll() is not None]:
+            raise SystemExit(f"waiting for {what}, but a process exited: {exited}")
         time.sleep(1)
 
 
@@ -68,6 +71,9 @@ def stream_ready() -> bool:
 
 
 def main() -> None:
+    # Started in the background by a non-interactive shell, this process (and so its children)
+    # would ignore Ctrl-C; the children must stop on SIGINT as they do in a terminal.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     probes = int(sys.argv[1]) if len(sys.argv) > 1 else 30
     tmp = Path(tempfile.mkdtemp(prefix="freshness-"))
     (tmp / "dagster_home").mkdir()
@@ -80,68 +86,85 @@ def main() -> None:
         DUCKDB_DATABASE=str(tmp / "warehouse.duckdb"),
     )
     apply_defaults()
+    # Created (and its storage initialised) before dagster dev starts, not racing it.
+    instance = dg.DagsterInstance.from_config(os.environ["DAGSTER_HOME"])
     cli = [sys.executable, "-m", "stock_pipeline.cli"]
     port = os.environ["AWS_ENDPOINT_URL"].rsplit(":", 1)[1]
     processes: list[subprocess.Popen] = []
     put_at: dict[str, float] = {}
-    try:
-        processes.append(subprocess.Popen([*cli, "local-aws", "--port", port], cwd=ROOT))
-        wait_for(stream_ready, 60, "the emulator")
-        processes.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "dagster",
-                    "dev",
-                    "-w",
-                    "workspace.yaml",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(free_port()),
-                ],
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+
+    def start(name: str, *args: str) -> None:
+        # Each in its own process group, so stopping it stops what it started (dagster dev's
+        # webserver, daemon, code server and runs); output kept for a look afterwards.
+        with (tmp / f"{name}.log").open("w") as log:
+            processes.append(
+                subprocess.Popen(
+                    args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
             )
+
+    print(f"logs and state in {tmp}", flush=True)
+    try:
+        start("emulator", *cli, "local-aws", "--port", port)
+        wait_for(stream_ready, 60, "the emulator", processes)
+        dagster_port = str(free_port())
+        start(
+            "dagster",
+            sys.executable,
+            "-m",
+            "dagster",
+            "dev",
+            "-w",
+            "workspace.yaml",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            dagster_port,
         )
-        processes.append(subprocess.Popen([*cli, "produce"], cwd=ROOT, stderr=subprocess.DEVNULL))
-        instance = dg.DagsterInstance.from_config(os.environ["DAGSTER_HOME"])
+        start("producer", *cli, "produce")
         started = time.monotonic()
-        wait_for(lambda: latest_quotes_times(instance), WARM_UP_LIMIT, "a first latest_quotes")
-        print(f"warm-up: first latest_quotes after {time.monotonic() - started:.0f} s")
+        wait_for(
+            lambda: latest_quotes_times(instance), WARM_UP_LIMIT, "a first latest_quotes", processes
+        )
+        print(f"warm-up: first latest_quotes after {time.monotonic() - started:.0f} s", flush=True)
 
         producer = KinesisProducer(boto3.client("kinesis"), setting("TICKS_STREAM"))
         for n in range(probes):
             event_id = f"probe-{uuid.uuid4()}"
             now = datetime.now(UTC)
-            producer.put_ticks(
-                [
-                    {
-                        "event_id": event_id,
-                        "symbol": "PROBE",
-                        "ts": now.isoformat(),
-                        "price": 100.0 + n / 100,
-                        "volume": 1,
-                        "source": "synthetic",
-                        "schema_version": 1,
-                    }
-                ]
-            )
+            tick = {
+                "event_id": event_id,
+                "symbol": "PROBE",
+                "ts": now.isoformat(),
+                "price": 100.0 + n / 100,
+                "volume": 1,
+                "source": "synthetic",
+                "schema_version": 1,
+            }
+            producer.put_ticks([tick])
             put_at[event_id] = now.timestamp()
             time.sleep(PROBE_EVERY)
         last = max(put_at.values())
-        wait_for(lambda: latest_quotes_times(instance)[-1] > last + SETTLE, 300, "the last probes")
+        wait_for(
+            lambda: latest_quotes_times(instance)[-1] > last + SETTLE,
+            300,
+            "the last probes",
+            processes,
+        )
         quotes = latest_quotes_times(instance)
+        runs = instance.get_runs()
+        failed = [r.job_name for r in runs if r.status == dg.DagsterRunStatus.FAILURE]
+        print(f"{len(runs)} runs, {len(failed)} failed {failed}", flush=True)
     finally:
         for process in reversed(processes):
-            process.send_signal(signal.SIGINT)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGINT)
         for process in reversed(processes):
             try:
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                process.kill()
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
     with duckdb.connect(os.environ["DUCKDB_DATABASE"], read_only=True) as con:
         loaded = con.execute(

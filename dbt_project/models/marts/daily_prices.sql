@@ -9,7 +9,8 @@
 
 with
 
-bars as (
+-- Read in place by each CTE below: DuckDB would otherwise copy a CTE used twice, whole.
+bars as not materialized (
 
     select * from {{ ref('minute_bars') }}
 

@@ -9,7 +9,8 @@
 
 with
 
-ticks as (
+-- Read in place by each CTE below: DuckDB would otherwise copy a CTE used twice, whole.
+ticks as not materialized (
 
     select * from {{ ref('stg_lake__ticks') }}
 
@@ -59,4 +60,6 @@ final as (
 
 )
 
+-- Stored in time order: zone maps then let incremental runs and tests skip old row groups.
 select * from final
+order by minute_ts

@@ -106,4 +106,6 @@ final as (
 
 )
 
+-- Stored in event-time order: zone maps then let incremental runs and tests skip old row groups.
 select * from final
+order by ts

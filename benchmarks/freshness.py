@@ -29,7 +29,7 @@ import dagster as dg
 import duckdb
 import numpy as np
 
-from stock_pipeline.cli import DAGSTER_INSTANCE_YAML
+from stock_pipeline.cli import DAGSTER_INSTANCE_YAML, dagster_dev_command
 from stock_pipeline.producer.kinesis import KinesisProducer
 from stock_pipeline.settings import apply_defaults, setting
 
@@ -107,20 +107,7 @@ def main() -> None:
     try:
         start("emulator", *cli, "local-aws", "--port", port)
         wait_for(stream_ready, 60, "the emulator", processes)
-        dagster_port = str(free_port())
-        start(
-            "dagster",
-            sys.executable,
-            "-m",
-            "dagster",
-            "dev",
-            "-w",
-            "workspace.yaml",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            dagster_port,
-        )
+        start("dagster", *dagster_dev_command(free_port()))
         start("producer", *cli, "produce")
         started = time.monotonic()
         wait_for(

@@ -18,8 +18,14 @@ from stock_pipeline.settings import LOCAL_ENDPOINT, apply_defaults, setting, sym
 log = logging.getLogger("stock_pipeline")
 
 DAGSTER_INSTANCE_YAML = """\
-# Written by `stock-pipeline dev`. Runs that write the DuckDB warehouse share the pool
+# Written by `stock-pipeline dev`. Steps that write the DuckDB warehouse share the pool
 # `duckdb`, limited to one at a time: DuckDB allows a single writer process.
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    # Micro-batches are latency-bound: launch a queued run within a second (default 5 s).
+    dequeue_interval_seconds: 1
 concurrency:
   runs:
     max_concurrent_runs: 4
@@ -135,6 +141,12 @@ def _wait_for_port(url: str, timeout: float = 30) -> None:
     raise SystemExit(f"nothing listening on {url} after {timeout:.0f}s")
 
 
+def dagster_dev_command(port: int) -> list[str]:
+    """`dagster dev` on the workspace, UI on loopback."""
+    return [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml",
+            "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
+
+
 def _start(command: list[str]) -> subprocess.Popen:
     # Own process group: stopping it stops its children too (dagster dev's daemon, webserver).
     return subprocess.Popen(command, process_group=0)
@@ -173,22 +185,7 @@ def dev(args) -> None:
         if args.inject:
             produce_args += ["--inject", ",".join(args.inject)]
         processes.append(_start([*exe, *produce_args]))
-        processes.append(
-            _start(
-                [
-                    sys.executable,
-                    "-m",
-                    "dagster",
-                    "dev",
-                    "-w",
-                    "workspace.yaml",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(args.port),
-                ]
-            )
-        )
+        processes.append(_start(dagster_dev_command(args.port)))
         print(
             f"\n  Dagster UI: http://127.0.0.1:{args.port}   (Ctrl-C stops everything)\n",
             flush=True,

@@ -5,4 +5,12 @@ from stock_pipeline.settings import apply_defaults
 
 apply_defaults()
 
-defs = dg.Definitions.merge(ingest.defs, transform.defs, quality.defs, history.defs)
+defs = dg.Definitions.merge(
+    ingest.defs,
+    transform.defs,
+    quality.defs,
+    history.defs,
+    # Steps run in the run's own process: a second Python start per step costs more than any
+    # parallelism these runs could use (DuckDB writes are serialised anyway).
+    dg.Definitions(executor=dg.in_process_executor),
+)

@@ -48,20 +48,26 @@ def ticks_parquet(ticks: pa.Table) -> bytes:
     return buffer.getvalue()
 
 
-def write_ticks(
-    lake: LakeResource, s3, ticks: pa.Table, shard_id: str, first: str, last: str
-) -> WriteResult:
-    """raw/ticks/dt=<event date>/shard=<shard>/<first>_<last>.parquet, one per event date."""
+def _write_by_date(lake, s3, table, ts_column, folder, shard_id, name, encode) -> WriteResult:
+    """One object per date of `ts_column`: <folder>/dt=<date>/shard=<shard>/<name>."""
     result = WriteResult()
-    for date, rows in _by_date(ticks, "ts"):
-        body = ticks_parquet(rows)
-        key = lake.key("raw/ticks", f"dt={date}", f"shard={shard_id}", f"{first}_{last}.parquet")
+    for date, rows in _by_date(table, ts_column):
+        body = encode(rows)
+        key = lake.key(folder, f"dt={date}", f"shard={shard_id}", name)
         s3.put_object(Bucket=lake.bucket, Key=key, Body=body)
         result.keys.append(key)
         result.partitions.add(date)
         result.rows += rows.num_rows
         result.bytes += len(body)
     return result
+
+
+def write_ticks(
+    lake: LakeResource, s3, ticks: pa.Table, shard_id: str, first: str, last: str
+) -> WriteResult:
+    """raw/ticks/dt=<event date>/shard=<shard>/<first>_<last>.parquet, one per event date."""
+    name = f"{first}_{last}.parquet"
+    return _write_by_date(lake, s3, ticks, "ts", "raw/ticks", shard_id, name, ticks_parquet)
 
 
 def _quarantine_line(record: dict) -> str:
@@ -74,6 +80,11 @@ def _quarantine_line(record: dict) -> str:
     return json.dumps(record, ensure_ascii=False)
 
 
+def _quarantine_jsonl_gz(records: pa.Table) -> bytes:
+    lines = "\n".join(_quarantine_line(r) for r in records.to_pylist()) + "\n"
+    return gzip.compress(lines.encode("utf-8"), mtime=0)  # mtime=0: same records, same bytes
+
+
 def write_quarantine(
     lake: LakeResource, s3, records: pa.Table, shard_id: str, first: str, last: str
 ) -> WriteResult:
@@ -81,17 +92,7 @@ def write_quarantine(
 
     Bad records may have no readable event time, so they are filed by arrival date.
     """
-    result = WriteResult()
-    for date, rows in _by_date(records, "arrival_ts"):
-        lines = "\n".join(_quarantine_line(r) for r in rows.to_pylist()) + "\n"
-        # mtime=0: the same records always make the same bytes.
-        body = gzip.compress(lines.encode("utf-8"), mtime=0)
-        key = lake.key(
-            "quarantine/ticks", f"dt={date}", f"shard={shard_id}", f"{first}_{last}.jsonl.gz"
-        )
-        s3.put_object(Bucket=lake.bucket, Key=key, Body=body)
-        result.keys.append(key)
-        result.partitions.add(date)
-        result.rows += rows.num_rows
-        result.bytes += len(body)
-    return result
+    name = f"{first}_{last}.jsonl.gz"
+    return _write_by_date(
+        lake, s3, records, "arrival_ts", "quarantine/ticks", shard_id, name, _quarantine_jsonl_gz
+    )

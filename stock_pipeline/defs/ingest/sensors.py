@@ -17,7 +17,13 @@ from stock_pipeline.defs.ingest.kinesis import list_shards, scan_shard
 from stock_pipeline.resources.aws import KinesisResource
 from stock_pipeline.settings import setting
 
-WAITING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+MAX_IN_FLIGHT = 3  # runs updating the warehouse one at a time while the next lands its batch
 
 
 def _run_key(ranges: list[ShardRange]) -> str:
@@ -35,13 +41,13 @@ def _run_key(ranges: list[ShardRange]) -> str:
 def kinesis_ticks_sensor(
     context: dg.SensorEvaluationContext, kinesis: KinesisResource
 ) -> dg.SensorResult:
-    # Back-pressure: while a batch waits to start, the next one grows instead of queueing behind
-    # it, so a slow moment never builds a backlog of small runs.
-    waiting = context.instance.get_runs_count(
-        dg.RunsFilter(job_name=raw_ticks_job.name, statuses=WAITING)
+    # Back-pressure: while two batches are in flight the next one grows instead of queueing
+    # behind them, so a slow moment never builds a backlog of small runs.
+    in_flight = context.instance.get_runs_count(
+        dg.RunsFilter(job_name=raw_ticks_job.name, statuses=IN_FLIGHT)
     )
-    if waiting:
-        return dg.SensorResult(skip_reason=f"{waiting} raw_ticks_job run(s) not started yet")
+    if in_flight >= MAX_IN_FLIGHT:
+        return dg.SensorResult(skip_reason=f"{in_flight} raw_ticks_job runs already in flight")
 
     state = json.loads(context.cursor) if context.cursor else {"shards": {}, "drained": []}
     checkpoints: dict[str, dict] = state["shards"]

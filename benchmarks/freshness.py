@@ -12,7 +12,6 @@ log). Prints p50/p95 of put -> visible and of each leg.
 Usage: python benchmarks/freshness.py [probes]
 """
 
-import contextlib
 import os
 import signal
 import socket
@@ -29,7 +28,7 @@ import dagster as dg
 import duckdb
 import numpy as np
 
-from stock_pipeline.cli import DAGSTER_INSTANCE_YAML, dagster_dev_command
+from stock_pipeline.cli import DAGSTER_INSTANCE_YAML, dagster_dev_command, stop_process_groups
 from stock_pipeline.producer.kinesis import KinesisProducer
 from stock_pipeline.settings import apply_defaults, setting
 
@@ -143,15 +142,7 @@ def main() -> None:
         failed = [r.job_name for r in runs if r.status == dg.DagsterRunStatus.FAILURE]
         print(f"{len(runs)} runs, {len(failed)} failed {failed}", flush=True)
     finally:
-        for process in reversed(processes):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGINT)
-        for process in reversed(processes):
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_process_groups(list(reversed(processes)), timeout=60)
 
     with duckdb.connect(os.environ["DUCKDB_DATABASE"], read_only=True) as con:
         loaded = con.execute(

@@ -152,7 +152,7 @@ def _start(command: list[str]) -> subprocess.Popen:
     return subprocess.Popen(command, process_group=0)
 
 
-def _stop(processes: list[subprocess.Popen], timeout: float = 20) -> None:
+def stop_process_groups(processes: list[subprocess.Popen], timeout: float = 20) -> None:
     """SIGINT each process group, as Ctrl-C would; SIGKILL what is left after `timeout`."""
     for process in processes:
         if process.poll() is None:
@@ -197,7 +197,7 @@ def dev(args) -> None:
     except KeyboardInterrupt:
         print("stopping...", file=sys.stderr)
     finally:
-        _stop(list(reversed(processes)))
+        stop_process_groups(list(reversed(processes)))
 
 
 def alerts(args) -> None:

@@ -101,10 +101,14 @@ def raw_ticks(
 
 # The run that lands a micro-batch also brings the tick models downstream of it up to date
 # (dbt's step takes the `duckdb` pool): one run start per batch instead of two is what keeps
-# latest_quotes seconds, not a minute, behind the stream.
+# latest_quotes seconds, not a minute, behind the stream. Their checks ride along, except the
+# reconciliation with the official closes, which runs once a day on its own schedule.
+DAILY_RECONCILIATION = dg.AssetCheckKey(dg.AssetKey("daily_prices"), "daily_close_matches_official")
+
 raw_ticks_job = dg.define_asset_job(
     "raw_ticks_job",
-    selection=dg.AssetSelection.assets(raw_ticks).downstream(),
+    selection=dg.AssetSelection.assets(raw_ticks).downstream()
+    - dg.AssetSelection.checks(DAILY_RECONCILIATION),
     description="Consume one micro-batch of Kinesis ranges into the lake and update the models "
     "built on it (launched by kinesis_ticks_sensor).",
 )

@@ -24,6 +24,13 @@ DEFAULTS: dict[str, str] = {
     "UNH,XOM,JNJ,WMT,MA,PG,HD,COST,AVGO,KO",
     "PRODUCER_RATE": "50",
     "LATEST_QUOTES_MAX_AGE_MINUTES": "10",
+    # Anomaly thresholds (stock_pipeline/defs/quality/rules.py documents each).
+    "ANOMALY_WINDOW_BARS": "30",
+    "ANOMALY_MIN_HISTORY": "8",
+    "ANOMALY_PRICE_JUMP_Z": "10",
+    "ANOMALY_VOLUME_SPIKE_RATIO": "10",
+    "ANOMALY_STALE_MINUTES": "5",
+    "ANOMALY_PLAUSIBLE_PRICE_RATIO": "2",
 }
 
 LOCAL_ENDPOINT = "http://127.0.0.1:4566"

@@ -6,7 +6,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from stock_pipeline.defs.quality.checks import minute_bars_anomaly_checks
-from stock_pipeline.defs.transform.assets import dbt_models, dbt_project
+from stock_pipeline.defs.transform.assets import dbt_project, tick_models
 from stock_pipeline.settings import apply_defaults, symbols
 from tests.helpers import StreamIngest
 from tests.quality.conftest import received_alerts, session_ticks
@@ -18,7 +18,7 @@ def test_injected_faults_reach_the_queue_once_through_the_real_marts(alerts_reso
     StreamIngest()(ticks.assign(ts=ticks["ts"].map(lambda t: t.isoformat())).to_dict("records"))
 
     result = dg.materialize(
-        [dbt_models, minute_bars_anomaly_checks],
+        [tick_models, minute_bars_anomaly_checks],
         resources={"dbt": DbtCliResource(project_dir=dbt_project()), "alerts": alerts_resource},
         # minute_bars and the staging view it reads.
         selection=dg.AssetSelection.assets("minute_bars").upstream()
@@ -40,3 +40,47 @@ def test_injected_faults_reach_the_queue_once_through_the_real_marts(alerts_reso
         ("stale_feed", "NVDA", "2026-11-20T14:40:00Z"),
         ("volume_spike", "MSFT", "2026-11-20T14:40:00Z"),
     ]
+
+
+def test_a_bad_print_blocks_the_marts_and_alerts_once(alerts_resource, monkeypatch):
+    apply_defaults()
+    ticks = session_ticks(symbols()[:3], 20, 2.0)
+    bad = ticks.index[(ticks["symbol"] == "MSFT")][100]
+    ticks.loc[bad, "price"] = round(ticks.loc[bad, "price"] * 5, 2)  # a fat-finger print
+    StreamIngest()(ticks.assign(ts=ticks["ts"].map(lambda t: t.isoformat())).to_dict("records"))
+    marts = {"moving_averages", "daily_prices", "latest_quotes"}
+
+    def build(rules: dict | None = None) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            [tick_models, minute_bars_anomaly_checks],
+            resources={"dbt": DbtCliResource(project_dir=dbt_project()), "alerts": alerts_resource},
+            run_config={"ops": {"minute_bars_anomaly_checks": {"config": rules or {}}}},
+            selection=dg.AssetSelection.assets(tick_models),
+        )
+
+    blocked = build()
+    assert blocked.success  # failing data tests fail checks, not the run
+    failed = {
+        e.check_name: e.severity for e in blocked.get_asset_check_evaluations() if not e.passed
+    }
+    assert failed == {
+        "minute_bars_price_within_daily_range": dg.AssetCheckSeverity.ERROR,
+        "impossible_data": dg.AssetCheckSeverity.ERROR,
+    }
+
+    def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
+        return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+
+    assert materialized(blocked) == {"stg_lake__ticks", "minute_bars"}  # dbt skipped the marts
+    minute = ticks.loc[bad, "ts"].floor("min").strftime("%Y-%m-%dT%H:%M:%SZ")
+    alerts = [json.loads(m) for m in received_alerts()]
+    assert [(a["rule"], a["symbol"], a["event_time"], a["severity"]) for a in alerts] == [
+        ("implausible_price", "MSFT", minute, "ERROR")
+    ]
+
+    # Judged a real move after all: a wider range, set as the deployment would, unblocks them.
+    monkeypatch.setenv("ANOMALY_PLAUSIBLE_PRICE_RATIO", "10")
+    unblocked = build({"plausible_price_ratio": 10.0})
+    assert all(e.passed for e in unblocked.get_asset_check_evaluations())
+    assert marts <= materialized(unblocked)
+    assert received_alerts() == []

@@ -1,5 +1,9 @@
 """The anomaly rules against an independent pandas computation on the same bars."""
 
+import json
+import os
+import subprocess
+import sys
 from datetime import timedelta
 
 import duckdb
@@ -174,3 +178,23 @@ def test_a_spike_straddling_two_minutes_is_one_anomaly(database):
     assert found[["rule", "symbol", "minute_ts"]].values.tolist() == [
         ["volume_spike", "MSFT", spiking]
     ]
+
+
+def test_thresholds_default_to_their_environment_variables():
+    """Automatic runs take no run config: the deployment sets thresholds in the environment."""
+    code = (
+        "from stock_pipeline.defs.quality.rules import AnomalyRules;"
+        "print(AnomalyRules().model_dump_json())"
+    )
+    env = {**os.environ, "ANOMALY_PRICE_JUMP_Z": "4.5", "ANOMALY_STALE_MINUTES": "3"}
+    shown = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert json.loads(shown) == {
+        "window_bars": 30,
+        "min_history": 8,
+        "price_jump_z": 4.5,
+        "volume_spike_ratio": 10.0,
+        "stale_minutes": 3,
+        "plausible_price_ratio": 2.0,
+    }

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from dagster_dbt import DbtCliResource
 
-from stock_pipeline.defs.transform.assets import dbt_models, dbt_project
+from stock_pipeline.defs.transform.assets import dbt_project, tick_models
 from stock_pipeline.settings import apply_defaults
 from tests.helpers import StreamIngest
 
@@ -16,11 +16,15 @@ from tests.helpers import StreamIngest
 class Warehouse:
     """Materialises the dbt assets as Dagster would, and reads the marts back."""
 
-    def build(self, full_refresh: bool = False) -> dg.ExecuteInProcessResult:
+    def build(
+        self, full_refresh: bool = False, models: tuple = (tick_models,)
+    ) -> dg.ExecuteInProcessResult:
         result = dg.materialize(
-            [dbt_models],
+            list(models),
             resources={"dbt": DbtCliResource(project_dir=dbt_project())},
-            run_config={"ops": {"dbt_models": {"config": {"full_refresh": full_refresh}}}},
+            run_config={
+                "ops": {step.op.name: {"config": {"full_refresh": full_refresh}} for step in models}
+            },
         )
         assert result.success
         return result

@@ -2,12 +2,12 @@
 
 from dagster_dbt import DbtCliResource
 
-from stock_pipeline.defs.transform.assets import dbt_project
+from stock_pipeline.defs.transform.assets import daily_bar_models, dbt_project, tick_models
 
 
 def test_empty_lake_builds_and_unit_tests_pass(warehouse):
     # No tick (or daily bar) files yet: the models build empty instead of failing.
-    warehouse.build()
+    warehouse.build(models=(tick_models, daily_bar_models))
     assert warehouse.read("latest_quotes").empty
 
     invocation = DbtCliResource(project_dir=dbt_project()).cli(

@@ -2,27 +2,46 @@
 
 import dagster as dg
 
-from stock_pipeline.defs.transform.assets import dbt_models
+from stock_pipeline.defs.transform.assets import daily_bar_models, tick_models
 
 
 def test_lake_sources_are_the_ingest_and_history_assets():
-    deps = dbt_models.asset_deps
+    deps = {**tick_models.asset_deps, **daily_bar_models.asset_deps}
     assert deps[dg.AssetKey("stg_lake__ticks")] == {dg.AssetKey("raw_ticks")}
     assert deps[dg.AssetKey("minute_bars")] == {dg.AssetKey("stg_lake__ticks")}
     assert deps[dg.AssetKey("latest_quotes")] == {
         dg.AssetKey("daily_prices"),
         dg.AssetKey("moving_averages"),
     }
-    if dg.AssetKey("stg_lake__daily_bars") in deps:
-        assert deps[dg.AssetKey("stg_lake__daily_bars")] == {dg.AssetKey("daily_bars")}
+    assert deps[dg.AssetKey("stg_lake__daily_bars")] == {dg.AssetKey("daily_bars")}
 
 
-def test_models_update_themselves_in_the_duckdb_pool():
-    specs = {spec.key.to_user_string(): spec for spec in dbt_models.specs}
+def test_one_step_per_lake_source_each_in_the_duckdb_pool():
+    ticks = {key.to_user_string() for key in tick_models.keys}
+    assert ticks == {
+        "stg_lake__ticks",
+        "minute_bars",
+        "moving_averages",
+        "daily_prices",
+        "latest_quotes",
+    }
+    assert {key.to_user_string() for key in daily_bar_models.keys} == {
+        "stg_lake__daily_bars",
+        "daily_history",
+    }
+    for models in (tick_models, daily_bar_models):
+        assert models.op.pool == "duckdb"
+        assert all(spec.automation_condition is not None for spec in models.specs)
+    specs = {spec.key.to_user_string(): spec for spec in tick_models.specs}
     assert specs["stg_lake__ticks"].group_name == "staging"
     assert specs["latest_quotes"].group_name == "marts"
-    assert all(spec.automation_condition is not None for spec in specs.values())
-    assert dbt_models.op.pool == "duckdb"
-    # dbt tests are asset checks on the models they test.
-    checked = {key.asset_key.to_user_string() for key in dbt_models.check_keys}
-    assert {"stg_lake__ticks", "minute_bars", "moving_averages", "daily_prices"} <= checked
+    # dbt tests are asset checks on the models they test. Failing ERROR tests fail the run
+    # (Dagster's blocking), except on minute_bars: there the anomaly checks must still run.
+    checks = {(spec.asset_key.to_user_string(), spec.blocking) for spec in tick_models.check_specs}
+    assert {name for name, _ in checks} >= {
+        "stg_lake__ticks",
+        "minute_bars",
+        "moving_averages",
+        "daily_prices",
+    }
+    assert ("minute_bars", True) not in checks and ("stg_lake__ticks", True) in checks

@@ -2,6 +2,10 @@
 
 No check here sets an automation condition, so Dagster adds them to every run that
 materializes `minute_bars` (a job, a sensor or declarative automation) and runs them after it.
+
+The marts are built in the same dbt step as `minute_bars`, so what blocks them on impossible data
+is dbt's ERROR tests on `minute_bars` (blocking asset checks, run between the models); the
+`impossible_data` check here lists the bars those tests reject and alerts on each, once.
 """
 
 from collections.abc import Iterator
@@ -40,9 +44,9 @@ CHECK_SPECS = [
         asset=MINUTE_BARS,
         description=(
             "ERROR: high below low, a negative volume, or a price outside the day's plausible "
-            "range. Blocks downstream assets in the same run."
+            "range; lists and alerts each such bar. dbt's ERROR tests on minute_bars apply the "
+            "same rules in the same run and block the marts downstream."
         ),
-        blocking=True,
     ),
 ]
 

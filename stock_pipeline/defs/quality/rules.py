@@ -12,6 +12,8 @@ import duckdb
 import pandas as pd
 from pydantic import Field
 
+from stock_pipeline.settings import setting
+
 SEVERITY = {
     "price_jump": "WARN",
     "volume_spike": "WARN",
@@ -32,32 +34,45 @@ CHECK = {
 
 
 class AnomalyRules(dg.Config):
-    """Thresholds of the anomaly rules; the defaults give no alerts on a normal trading day."""
+    """Thresholds of the anomaly rules; the defaults give no alerts on a normal trading day.
+
+    Each default comes from its ANOMALY_* environment variable (settings.py), so automatic runs,
+    which take no run config, use what the deployment sets; a run's config overrides it.
+    """
 
     window_bars: int = Field(
-        default=30, description="Bars of the symbol's recent history the z-score and median use."
+        default=int(setting("ANOMALY_WINDOW_BARS")),
+        description="Bars of the symbol's recent history the z-score and median use "
+        "(ANOMALY_WINDOW_BARS).",
     )
     min_history: int = Field(
-        default=8, description="Fewest earlier bars that day before jumps and spikes are judged."
+        default=int(setting("ANOMALY_MIN_HISTORY")),
+        description="Fewest earlier bars that day before jumps and spikes are judged "
+        "(ANOMALY_MIN_HISTORY).",
     )
     price_jump_z: float = Field(
-        default=10.0,
+        default=float(setting("ANOMALY_PRICE_JUMP_Z")),
         description=(
             "Flag a 1-minute return beyond this many times the recent per-minute volatility "
             "(root mean square of the earlier returns). Short windows have fat tails: normal "
-            "sessions reach 8."
+            "sessions reach 8 (ANOMALY_PRICE_JUMP_Z)."
         ),
     )
     volume_spike_ratio: float = Field(
-        default=10.0, description="Flag a minute volume above this multiple of the recent median."
+        default=float(setting("ANOMALY_VOLUME_SPIKE_RATIO")),
+        description="Flag a minute volume above this multiple of the recent median "
+        "(ANOMALY_VOLUME_SPIKE_RATIO).",
     )
     stale_minutes: int = Field(
-        default=5,
-        description="Flag a symbol with no bar for this many minutes in which others traded.",
+        default=int(setting("ANOMALY_STALE_MINUTES")),
+        description="Flag a symbol with no bar for this many minutes in which others traded "
+        "(ANOMALY_STALE_MINUTES).",
     )
     plausible_price_ratio: float = Field(
-        default=2.0,
-        description="Flag a bar priced beyond this factor above or below the day's median close.",
+        default=float(setting("ANOMALY_PLAUSIBLE_PRICE_RATIO")),
+        description="Flag a bar priced beyond this factor above or below the day's median close "
+        "(ANOMALY_PLAUSIBLE_PRICE_RATIO; dbt's price_within_daily_range test on minute_bars "
+        "reads it too, and blocks the marts).",
     )
 
 

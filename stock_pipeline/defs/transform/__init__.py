@@ -4,13 +4,14 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from stock_pipeline.defs.transform.assets import (
-    dbt_models,
+    daily_bar_models,
     dbt_project,
+    tick_models,
     transform_automation_sensor,
 )
 
 defs = dg.Definitions(
-    assets=[dbt_models],
+    assets=[tick_models, daily_bar_models],
     sensors=[transform_automation_sensor],
     resources={"dbt": DbtCliResource(project_dir=dbt_project())},
 )

@@ -1,4 +1,4 @@
-"""The dbt project as Dagster assets: one `DbtProject`, one `@dbt_assets` over every model.
+"""The dbt project as Dagster assets: one `DbtProject`, one `@dbt_assets` per lake source.
 
 The translator maps the dbt sources on the lake onto the Python assets that write them
 (`lake.raw_ticks` -> `raw_ticks`, `lake.daily_bars` -> `daily_bars`), so the asset graph is one
@@ -14,16 +14,25 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DbtCliInvocation,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
+from dagster_shared.record import replace  # as dagster-dbt does, for its check specs
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[3] / "dbt_project"
+MINUTE_BARS = dg.AssetKey("minute_bars")
 
-# Bring the models up to date after any upstream materialisation, one run at a time. Unlike
-# `eager()`, an upstream run in progress or missing does not hold this back: raw_ticks runs every
-# few seconds, so waiting for a moment with none in flight would add latency; the incremental
-# models take whatever the lake holds when they run, and an empty lake builds empty models.
+# Bring the models up to date after an upstream materialisation that did not already do it (the
+# raw_ticks_job run that lands a micro-batch builds the tick models itself): a raw_ticks
+# materialised on its own, the daily bars. Not while an upstream run is in flight, since that run
+# will bring them up to date, nor while these models are being built.
 UPDATE_AFTER_UPSTREAM = (
     dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
 ).with_label("update_after_upstream")
 
@@ -69,6 +78,22 @@ class TransformTranslator(DagsterDbtTranslator):
             return spec.replace_attributes(key=dg.AssetKey(props["name"]))
         return spec
 
+    def get_asset_check_spec(
+        self,
+        asset_spec: dg.AssetSpec,
+        manifest: Mapping[str, Any],
+        unique_id: str,
+        project: DbtProject | None,
+    ) -> dg.AssetCheckSpec | None:
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        # A failing ERROR test makes dbt skip the models downstream of it either way. On
+        # minute_bars it does not also fail the run (Dagster's blocking): the run goes on to the
+        # anomaly checks, which alert on each impossible bar once, where a failed run would skip
+        # them and alert again for every micro-batch.
+        if spec is not None and spec.asset_key == MINUTE_BARS:
+            return replace(spec, blocking=False)
+        return spec
+
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         # dbt's folder under models/: staging, marts.
         return dbt_resource_props["fqn"][1]
@@ -84,24 +109,52 @@ class DbtBuildConfig(dg.Config):
     """Rebuild the incremental models from the whole lake instead of the new ticks."""
 
 
-@dbt_assets(
-    manifest=dbt_project().manifest_path,
-    project=dbt_project(),
-    dagster_dbt_translator=TransformTranslator(),
-    # DuckDB allows one writer process: every run writing the warehouse takes this pool.
-    pool="duckdb",
-)
-def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: DbtBuildConfig):
-    # Unit tests check the SQL, not the data: they run in `make test`, not on every micro-batch.
-    args = ["build", "--exclude-resource-type", "unit_test"]
-    if config.full_refresh:
-        args.append("--full-refresh")
-    yield from dbt.cli(args, context=context).stream()
+def _is_data_test_failure(invocation: DbtCliInvocation) -> bool:
+    """True when dbt completed and what went wrong is data tests failing, nothing else."""
+    if invocation.process.returncode != 1:  # 2: dbt itself failed before or while running
+        return False
+    statuses = {r["status"] for r in invocation.get_artifact("run_results.json")["results"]}
+    return "fail" in statuses and statuses <= {"success", "pass", "warn", "fail", "skipped"}
+
+
+def dbt_models(name: str, select: str) -> dg.AssetsDefinition:
+    """The dbt models `select` picks, as one step that runs `dbt build` on them."""
+
+    @dbt_assets(
+        name=name,
+        manifest=dbt_project().manifest_path,
+        project=dbt_project(),
+        select=select,
+        dagster_dbt_translator=TransformTranslator(),
+        # DuckDB allows one writer process: every run writing the warehouse takes this pool.
+        pool="duckdb",
+    )
+    def models(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: DbtBuildConfig):
+        # Unit tests check the SQL, not the data: they run in `make test`, not on every batch.
+        args = ["build", "--exclude-resource-type", "unit_test"]
+        if config.full_refresh:
+            args.append("--full-refresh")
+        invocation = dbt.cli(args, context=context, raise_on_error=False)
+        yield from invocation.stream()
+        # A failing data test is a failed asset check, not a failed run: dbt has skipped the
+        # models downstream of it (dagster-dbt marks ERROR tests as blocking checks), and the
+        # run goes on to the anomaly checks, which alert. Anything else fails the step.
+        if not invocation.is_successful() and not _is_data_test_failure(invocation):
+            raise invocation.get_error()
+
+    return models
+
+
+# Two steps, one per source, so that the run landing a micro-batch builds exactly the tick models
+# (a step that builds a subset of its models makes dagster-dbt compute a selection, seconds of
+# CPU per run), and the daily bars never wait for the stream.
+tick_models = dbt_models("tick_models", "source:lake.raw_ticks+")
+daily_bar_models = dbt_models("daily_bar_models", "source:lake.daily_bars+")
 
 
 transform_automation_sensor = dg.AutomationConditionSensorDefinition(
     "transform_automation_sensor",
-    target=dg.AssetSelection.assets(dbt_models),
+    target=dg.AssetSelection.assets(tick_models, daily_bar_models),
     # The default sensor evaluates every 30 s; the marts should trail the stream by seconds.
     minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,

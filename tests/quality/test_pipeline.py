@@ -3,10 +3,10 @@
 import json
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
 
 from stock_pipeline.defs.quality.checks import minute_bars_anomaly_checks
 from stock_pipeline.defs.transform.assets import dbt_project, tick_models
+from stock_pipeline.resources.dbt_cli import DbtCli
 from stock_pipeline.settings import apply_defaults, symbols
 from tests.helpers import StreamIngest
 from tests.quality.conftest import received_alerts, session_ticks
@@ -19,7 +19,7 @@ def test_injected_faults_reach_the_queue_once_through_the_real_marts(alerts_reso
 
     result = dg.materialize(
         [tick_models, minute_bars_anomaly_checks],
-        resources={"dbt": DbtCliResource(project_dir=dbt_project()), "alerts": alerts_resource},
+        resources={"dbt": DbtCli(project_dir=dbt_project()), "alerts": alerts_resource},
         # minute_bars and the staging view it reads.
         selection=dg.AssetSelection.assets("minute_bars").upstream()
         - dg.AssetSelection.assets("raw_ticks"),
@@ -53,7 +53,7 @@ def test_a_bad_print_blocks_the_marts_and_alerts_once(alerts_resource, monkeypat
     def build(rules: dict | None = None) -> dg.ExecuteInProcessResult:
         return dg.materialize(
             [tick_models, minute_bars_anomaly_checks],
-            resources={"dbt": DbtCliResource(project_dir=dbt_project()), "alerts": alerts_resource},
+            resources={"dbt": DbtCli(project_dir=dbt_project()), "alerts": alerts_resource},
             run_config={"ops": {"minute_bars_anomaly_checks": {"config": rules or {}}}},
             selection=dg.AssetSelection.assets(tick_models),
         )

@@ -6,9 +6,9 @@ import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
-from dagster_dbt import DbtCliResource
 
 from stock_pipeline.defs.transform.assets import dbt_project, tick_models
+from stock_pipeline.resources.dbt_cli import DbtCli
 from stock_pipeline.settings import apply_defaults
 from tests.helpers import StreamIngest
 
@@ -21,7 +21,7 @@ class Warehouse:
     ) -> dg.ExecuteInProcessResult:
         result = dg.materialize(
             list(models),
-            resources={"dbt": DbtCliResource(project_dir=dbt_project())},
+            resources={"dbt": DbtCli(project_dir=dbt_project())},
             run_config={
                 "ops": {step.op.name: {"config": {"full_refresh": full_refresh}} for step in models}
             },

@@ -1,7 +1,6 @@
 """Transform: the dbt project (staging -> marts) on DuckDB, as Dagster assets."""
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
 
 from stock_pipeline.defs.transform.assets import (
     daily_bar_models,
@@ -9,9 +8,10 @@ from stock_pipeline.defs.transform.assets import (
     tick_models,
     transform_automation_sensor,
 )
+from stock_pipeline.resources.dbt_cli import DbtCli
 
 defs = dg.Definitions(
     assets=[tick_models, daily_bar_models],
     sensors=[transform_automation_sensor],
-    resources={"dbt": DbtCliResource(project_dir=dbt_project())},
+    resources={"dbt": DbtCli(project_dir=dbt_project())},
 )

@@ -23,7 +23,7 @@ IN_FLIGHT = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
 ]
-MAX_IN_FLIGHT = 3  # runs updating the warehouse one at a time while the next lands its batch
+MAX_IN_FLIGHT = 2  # one run updating the warehouse while the next starts up and lands its batch
 
 
 def _run_key(ranges: list[ShardRange]) -> str:

@@ -109,12 +109,14 @@ class AlertsResource(AwsResource):
             f"SNS topic {self.topic_name!r} not found; run `stock-pipeline provision`"
         )
 
-    def publish(self, alerts: Iterable[Alert]) -> Delivery:
+    def publish(self, alerts: Iterable[Alert], unrecorded_fallback: bool = False) -> Delivery:
         """Queue every alert not sent before, then deliver everything pending.
 
         AWS failures are reported in the result, not raised. With SNS down the alerts stay in
-        the outbox for the next delivery; with the ledger itself unreachable nothing is sent
-        (nothing could be recorded), and the checks find the same anomalies again next time.
+        the outbox for the next delivery. With the ledger itself unreachable nothing can be
+        recorded: anomalies are not sent, since the checks find them again next time; alerts
+        nothing will raise again (a failed run) pass `unrecorded_fallback` and go straight to
+        SNS instead, once, rather than never.
         """
         alerts = list(alerts)
         s3 = self.boto_client("s3")
@@ -130,10 +132,30 @@ class AlertsResource(AwsResource):
                     )
             return self._deliver(s3, sent)
         except AWS_ERRORS as err:
-            return Delivery(
+            delivery = Delivery(
                 pending=sorted({a.alert_id for a in alerts}),
                 error=f"alert ledger unreachable: {err}",
             )
+        if unrecorded_fallback and alerts:
+            sns = self.boto_client("sns")
+            try:
+                topic_arn = self.topic_arn(sns)
+                for alert in alerts:
+                    self._send(sns, topic_arn, alert)
+                    delivery.pending.remove(alert.alert_id)
+                    delivery.sent.append(alert.alert_id)
+            except (*AWS_ERRORS, LookupError) as err:
+                delivery.error += f"; SNS: {err}"
+        return delivery
+
+    @staticmethod
+    def _send(sns: Any, topic_arn: str, alert: Alert) -> str:
+        """Publish one alert; SNS's message id."""
+        return sns.publish(
+            TopicArn=topic_arn,
+            Message=alert.to_json(),
+            MessageAttributes=alert.message_attributes(),
+        )["MessageId"]
 
     def _last_modified(self, s3: Any, key: str) -> datetime | None:
         """When the object was written, or None if there is none."""
@@ -184,11 +206,7 @@ class AlertsResource(AwsResource):
                     body = s3.get_object(Bucket=self.ledger_bucket, Key=pending_key)["Body"]
                     alert = Alert(**json.loads(body.read()))
                     try:
-                        response = sns.publish(
-                            TopicArn=topic_arn,
-                            Message=alert.to_json(),
-                            MessageAttributes=alert.message_attributes(),
-                        )
+                        message_id = self._send(sns, topic_arn, alert)
                     except AWS_ERRORS as err:
                         # SNS is down or refusing: keep this and the rest pending for next time.
                         delivery.error = str(err)
@@ -196,7 +214,7 @@ class AlertsResource(AwsResource):
                     s3.put_object(
                         Bucket=self.ledger_bucket,
                         Key=self._key("sent", alert_id),
-                        Body=json.dumps({"message_id": response["MessageId"]}).encode(),
+                        Body=json.dumps({"message_id": message_id}).encode(),
                         ContentType="application/json",
                     )
                     delivery.sent.append(alert_id)

@@ -12,6 +12,7 @@ from stock_pipeline.defs.quality.health import (
     run_failure_sensor,
 )
 from stock_pipeline.provision import provision
+from stock_pipeline.resources.alerts import AlertsResource
 from stock_pipeline.resources.aws import KinesisResource
 from stock_pipeline.settings import setting
 from tests.quality.conftest import received_alerts
@@ -53,6 +54,28 @@ def test_a_failed_run_alerts_once_even_across_an_sns_outage(alerts_resource, led
     assert alert["asset_key"] == "broken_asset"
     assert result.run_id in alert["summary"]
     assert ledger("pending") == set()
+
+
+def test_a_failed_run_alerts_even_with_the_ledger_unreachable(provisioned, ledger):
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(
+            [broken_asset], selection=[broken_asset], instance=instance, raise_on_error=False
+        )
+        (failure,) = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+        context = dg.build_run_status_sensor_context(
+            sensor_name="run_failure_sensor",
+            dagster_event=failure.dagster_event,
+            dagster_instance=instance,
+            dagster_run=instance.get_run_by_id(result.run_id),
+            resources={
+                "alerts": AlertsResource(topic_name=setting("ALERTS_TOPIC"), ledger_bucket="gone")
+            },
+        ).for_run_failure()
+        run_failure_sensor(context)
+
+    (alert,) = [json.loads(m) for m in received_alerts()]
+    assert alert["alert_id"] == f"run_failure:{result.run_id}"
+    assert ledger("sent") == set()  # nothing recorded: the ledger was not there
 
 
 @pytest.fixture

@@ -66,7 +66,9 @@ def run_failure_sensor(context: dg.RunFailureSensorContext, alerts: AlertsResour
                 event_time=iso(failed_at or datetime.now(UTC)),
                 summary=f"run {run.run_id} of {run.job_name} failed: {message}",
             )
-        ]
+        ],
+        # This sensor sees each failed run once: without the ledger, send it anyway.
+        unrecorded_fallback=True,
     )
     if delivery.error:
         context.log.warning("run failure alert pending: %s", delivery.error)

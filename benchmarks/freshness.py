@@ -8,7 +8,8 @@ a probe tick (symbol PROBE, event time = now) every PROBE_EVERY seconds. Then it
 process it started, by pid, and reads - without touching the warehouse while Dagster writes it -
 for each probe: when it was put, when raw_ticks wrote it to the lake (`ingested_at`), when dbt
 loaded it (`loaded_at`) and the first `latest_quotes` materialisation after that (Dagster's event
-log). Prints p50/p95 of put -> visible and of each leg.
+log). Prints p50/p95 of put -> visible and of each leg, and of where each raw_ticks_job run
+spends its time (Dagster's event log): what dominates the latency.
 Usage: python benchmarks/freshness.py [probes]
 """
 
@@ -165,10 +166,54 @@ def main() -> None:
         legs["dbt load -> latest_quotes"].append(visible - loaded_at)
         legs["put -> latest_quotes"].append(visible - put)
     print(f"{len(legs['put -> latest_quotes'])} of {len(put_at)} probes seen in latest_quotes")
-    for leg, seconds in legs.items():
-        p50, p95 = np.percentile(seconds, [50, 95])
-        print(f"  {leg:<28} p50 {p50:5.1f} s   p95 {p95:5.1f} s")
+    print_percentiles(legs)
     print("target: put -> latest_quotes p95 <= 30 s")
+    print("where a raw_ticks_job run spends its time (from its creation by the sensor):")
+    print_percentiles(run_legs(instance))
+
+
+def print_percentiles(legs: dict[str, list[float]]) -> None:
+    for leg, seconds in legs.items():
+        if seconds:
+            p50, p95 = np.percentile(seconds, [50, 95])
+            print(f"  {leg:<28} p50 {p50:5.1f} s   p95 {p95:5.1f} s")
+
+
+def first_events(instance: dg.DagsterInstance, run_id: str) -> dict[tuple, float]:
+    """When each (event type, step) first happened in the run."""
+    first: dict[tuple, float] = {}
+    for entry in instance.all_logs(run_id):
+        if entry.dagster_event:
+            first.setdefault(
+                (entry.dagster_event.event_type_value, entry.step_key), entry.timestamp
+            )
+    return first
+
+
+def run_legs(instance: dg.DagsterInstance) -> dict[str, list[float]]:
+    """Per finished raw_ticks_job run: queue, run worker start, each step, the pool wait."""
+    legs = {
+        "queued": [],
+        "run worker start": [],
+        "raw_ticks step": [],
+        "wait for the duckdb pool": [],
+        "tick_models step (dbt)": [],
+    }
+    done = dg.RunsFilter(job_name="raw_ticks_job", statuses=[dg.DagsterRunStatus.SUCCESS])
+    for record in instance.get_run_records(done):
+        at = first_events(instance, record.dagster_run.run_id)
+        legs["queued"].append(at["PIPELINE_STARTING", None] - record.create_timestamp.timestamp())
+        legs["run worker start"].append(at["PIPELINE_START", None] - at["PIPELINE_STARTING", None])
+        legs["raw_ticks step"].append(
+            at["STEP_SUCCESS", "raw_ticks"] - at["STEP_START", "raw_ticks"]
+        )
+        legs["wait for the duckdb pool"].append(
+            at["STEP_START", "tick_models"] - at["STEP_SUCCESS", "raw_ticks"]
+        )
+        legs["tick_models step (dbt)"].append(
+            at["STEP_SUCCESS", "tick_models"] - at["STEP_START", "tick_models"]
+        )
+    return legs
 
 
 if __name__ == "__main__":

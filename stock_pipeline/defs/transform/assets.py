@@ -59,10 +59,10 @@ def dbt_project() -> DbtProject:
     if shutil.which("dbt") is None:
         os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
     project = DbtProject(project_dir=DBT_PROJECT_DIR)
-    # `dagster dev` re-parses on every load. Elsewhere (tests, `definitions validate`, a fresh
-    # checkout) parse when the manifest is missing or stale: Dagster's asset checks must match
-    # the tests dbt runs.
-    project.prepare_if_dev()
+    # Parse when the manifest is missing or older than the project (a fresh checkout, a model
+    # edited before a reload in `dagster dev`): Dagster's asset checks must match the tests dbt
+    # runs. Not `prepare_if_dev()`, which parses on every load under `dagster dev`, and so in
+    # every run worker too: a dbt start-up per micro-batch.
     if _manifest_is_stale(project):
         project.preparer.prepare(project)
     return project

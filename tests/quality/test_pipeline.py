@@ -1,8 +1,10 @@
 """End to end: faulty ticks through Kinesis, the lake and dbt; the checks ride along with dbt."""
 
 import json
+import os
 
 import dagster as dg
+import duckdb
 
 from stock_pipeline.defs.quality.checks import minute_bars_anomaly_checks
 from stock_pipeline.defs.transform.assets import dbt_project, tick_models
@@ -43,35 +45,43 @@ def test_injected_faults_reach_the_queue_once_through_the_real_marts(alerts_reso
 
 
 def test_a_bad_print_blocks_the_marts_and_alerts_once(alerts_resource, monkeypatch):
+    """Marts stop at a bad print, the check alerts once; unblocked, they catch up on every tick."""
     apply_defaults()
-    ticks = session_ticks(symbols()[:3], 20, 2.0)
-    bad = ticks.index[(ticks["symbol"] == "MSFT")][100]
+    ticks = session_ticks(symbols()[:3], 30, 2.0)
+    bad = ticks.index[ticks["symbol"] == "MSFT"][600]  # in the second third of the session
     ticks.loc[bad, "price"] = round(ticks.loc[bad, "price"] * 5, 2)  # a fat-finger print
-    StreamIngest()(ticks.assign(ts=ticks["ts"].map(lambda t: t.isoformat())).to_dict("records"))
-    marts = {"moving_averages", "daily_prices", "latest_quotes"}
+    wire = ticks.assign(ts=ticks["ts"].map(lambda t: t.isoformat()))
+    batches = [wire.iloc[len(wire) * i // 3 : len(wire) * (i + 1) // 3] for i in range(3)]
+    ingest = StreamIngest()
 
     def build(rules: dict | None = None) -> dg.ExecuteInProcessResult:
-        return dg.materialize(
+        result = dg.materialize(
             [tick_models, minute_bars_anomaly_checks],
             resources={"dbt": DbtCli(project_dir=dbt_project()), "alerts": alerts_resource},
             run_config={"ops": {"minute_bars_anomaly_checks": {"config": rules or {}}}},
             selection=dg.AssetSelection.assets(tick_models),
         )
-
-    blocked = build()
-    assert blocked.success  # failing data tests fail checks, not the run
-    failed = {
-        e.check_name: e.severity for e in blocked.get_asset_check_evaluations() if not e.passed
-    }
-    assert failed == {
-        "minute_bars_price_within_daily_range": dg.AssetCheckSeverity.ERROR,
-        "impossible_data": dg.AssetCheckSeverity.ERROR,
-    }
+        assert result.success  # failing data tests fail checks, not the run
+        return result
 
     def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
         return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
 
-    assert materialized(blocked) == {"stg_lake__ticks", "minute_bars"}  # dbt skipped the marts
+    marts = {"moving_averages", "daily_prices", "latest_quotes"}
+    ingest(batches[0].to_dict("records"))
+    assert marts <= materialized(build())
+    for batch in batches[1:]:  # the bad print, then good ticks: both runs stop before the marts
+        ingest(batch.to_dict("records"))
+        blocked = build()
+        failed = {
+            e.check_name: e.severity for e in blocked.get_asset_check_evaluations() if not e.passed
+        }
+        assert failed == {
+            "minute_bars_price_within_daily_range": dg.AssetCheckSeverity.ERROR,
+            "impossible_data": dg.AssetCheckSeverity.ERROR,
+        }
+        assert materialized(blocked) == {"stg_lake__ticks", "minute_bars"}
+
     minute = ticks.loc[bad, "ts"].floor("min").strftime("%Y-%m-%dT%H:%M:%SZ")
     alerts = [json.loads(m) for m in received_alerts()]
     assert [(a["rule"], a["symbol"], a["event_time"], a["severity"]) for a in alerts] == [
@@ -84,3 +94,11 @@ def test_a_bad_print_blocks_the_marts_and_alerts_once(alerts_resource, monkeypat
     assert all(e.passed for e in unblocked.get_asset_check_evaluations())
     assert marts <= materialized(unblocked)
     assert received_alerts() == []
+    with duckdb.connect(os.environ["DUCKDB_DATABASE"], read_only=True) as con:
+        counted, last = con.execute(
+            "select sum(trade_count), max(epoch_us(last_ts)) from daily_prices"
+        ).fetchone()
+        quoted = con.execute("select count(*) from latest_quotes").fetchone()[0]
+    assert counted == len(ticks)  # every tick, none twice, across the blocked runs
+    assert last == ticks["ts"].max().value // 1000
+    assert quoted == 3

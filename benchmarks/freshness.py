@@ -198,6 +198,7 @@ def run_legs(instance: dg.DagsterInstance) -> dict[str, list[float]]:
         "raw_ticks step": [],
         "wait for the duckdb pool": [],
         "tick_models step (dbt)": [],
+        "then anomaly checks": [],  # after latest_quotes, but they hold the run and the pool
     }
     done = dg.RunsFilter(job_name="raw_ticks_job", statuses=[dg.DagsterRunStatus.SUCCESS])
     for record in instance.get_run_records(done):
@@ -212,6 +213,9 @@ def run_legs(instance: dg.DagsterInstance) -> dict[str, list[float]]:
         )
         legs["tick_models step (dbt)"].append(
             at["STEP_SUCCESS", "tick_models"] - at["STEP_START", "tick_models"]
+        )
+        legs["then anomaly checks"].append(
+            at["STEP_SUCCESS", "minute_bars_anomaly_checks"] - at["STEP_SUCCESS", "tick_models"]
         )
     return legs
 

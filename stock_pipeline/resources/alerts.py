@@ -120,6 +120,8 @@ class AlertsResource(AwsResource):
         """
         alerts = list(alerts)
         s3 = self.boto_client("s3")
+        sent: set[str] = set()
+        queued: set[str] = set()  # in the outbox: a later delivery sends them
         try:
             sent = self._ids(s3, "sent")
             for alert in alerts:
@@ -130,23 +132,37 @@ class AlertsResource(AwsResource):
                         Body=alert.to_json().encode(),
                         ContentType="application/json",
                     )
-            return self._deliver(s3, sent)
+                    queued.add(alert.alert_id)
         except AWS_ERRORS as err:
             delivery = Delivery(
-                pending=sorted({a.alert_id for a in alerts}),
+                pending=sorted({a.alert_id for a in alerts} - sent),
                 error=f"alert ledger unreachable: {err}",
             )
-        if unrecorded_fallback and alerts:
-            sns = self.boto_client("sns")
-            try:
-                topic_arn = self.topic_arn(sns)
-                for alert in alerts:
-                    self._send(sns, topic_arn, alert)
-                    delivery.pending.remove(alert.alert_id)
-                    delivery.sent.append(alert.alert_id)
-            except (*AWS_ERRORS, LookupError) as err:
-                delivery.error += f"; SNS: {err}"
-        return delivery
+            if unrecorded_fallback:
+                unrecorded = [a for a in alerts if a.alert_id not in sent | queued]
+                self._send_unrecorded(unrecorded, delivery)
+            return delivery
+        try:
+            return self._deliver(s3, sent)
+        except AWS_ERRORS as err:  # the outbox holds them: the next delivery retries
+            return Delivery(
+                pending=sorted({a.alert_id for a in alerts} - sent),
+                error=f"alert ledger unreachable: {err}",
+            )
+
+    def _send_unrecorded(self, alerts: list[Alert], delivery: Delivery) -> None:
+        """Publish straight to SNS, with no ledger to record it in."""
+        if not alerts:
+            return
+        sns = self.boto_client("sns")
+        try:
+            topic_arn = self.topic_arn(sns)
+            for alert in alerts:
+                self._send(sns, topic_arn, alert)
+                delivery.pending.remove(alert.alert_id)
+                delivery.sent.append(alert.alert_id)
+        except (*AWS_ERRORS, LookupError) as err:
+            delivery.error += f"; SNS: {err}"
 
     @staticmethod
     def _send(sns: Any, topic_arn: str, alert: Alert) -> str:

@@ -186,7 +186,8 @@ def test_thresholds_default_to_their_environment_variables():
         "from stock_pipeline.defs.quality.rules import AnomalyRules;"
         "print(AnomalyRules().model_dump_json())"
     )
-    env = {**os.environ, "ANOMALY_PRICE_JUMP_Z": "4.5", "ANOMALY_STALE_MINUTES": "3"}
+    env = {name: value for name, value in os.environ.items() if not name.startswith("ANOMALY_")}
+    env.update(ANOMALY_PRICE_JUMP_Z="4.5", ANOMALY_STALE_MINUTES="3")
     shown = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout

@@ -4,8 +4,9 @@ No check here sets an automation condition, so Dagster adds them to every run th
 materializes `minute_bars` (a job, a sensor or declarative automation) and runs them after it.
 
 The marts are built in the same dbt step as `minute_bars`, so what blocks them on impossible data
-is dbt's ERROR tests on `minute_bars` (blocking asset checks, run between the models); the
-`impossible_data` check here lists the bars those tests reject and alerts on each, once.
+is dbt itself: its ERROR tests on `minute_bars` run between the models, and dbt skips the marts
+when one fails. The `impossible_data` check here lists the bars those tests reject and alerts on
+each, once.
 """
 
 from collections.abc import Iterator

@@ -71,7 +71,8 @@ def run_failure_sensor(context: dg.RunFailureSensorContext, alerts: AlertsResour
         unrecorded_fallback=True,
     )
     if delivery.error:
-        context.log.warning("run failure alert pending: %s", delivery.error)
+        outcome = "sent without the ledger" if delivery.sent else "pending"
+        context.log.warning("run failure alert %s: %s", outcome, delivery.error)
 
 
 @dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)

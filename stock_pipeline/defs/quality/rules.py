@@ -42,16 +42,19 @@ class AnomalyRules(dg.Config):
 
     window_bars: int = Field(
         default=int(setting("ANOMALY_WINDOW_BARS")),
+        ge=2,
         description="Bars of the symbol's recent history the z-score and median use "
         "(ANOMALY_WINDOW_BARS).",
     )
     min_history: int = Field(
         default=int(setting("ANOMALY_MIN_HISTORY")),
+        ge=1,
         description="Fewest earlier bars that day before jumps and spikes are judged "
         "(ANOMALY_MIN_HISTORY).",
     )
     price_jump_z: float = Field(
         default=float(setting("ANOMALY_PRICE_JUMP_Z")),
+        gt=0,
         description=(
             "Flag a 1-minute return beyond this many times the recent per-minute volatility "
             "(root mean square of the earlier returns). Short windows have fat tails: normal "
@@ -60,19 +63,22 @@ class AnomalyRules(dg.Config):
     )
     volume_spike_ratio: float = Field(
         default=float(setting("ANOMALY_VOLUME_SPIKE_RATIO")),
+        gt=1,
         description="Flag a minute volume above this multiple of the recent median "
         "(ANOMALY_VOLUME_SPIKE_RATIO).",
     )
     stale_minutes: int = Field(
         default=int(setting("ANOMALY_STALE_MINUTES")),
+        ge=1,
         description="Flag a symbol with no bar for this many minutes in which others traded "
         "(ANOMALY_STALE_MINUTES).",
     )
     plausible_price_ratio: float = Field(
         default=float(setting("ANOMALY_PLAUSIBLE_PRICE_RATIO")),
+        gt=1,
         description="Flag a bar priced beyond this factor above or below the day's median close "
-        "(ANOMALY_PLAUSIBLE_PRICE_RATIO; dbt's price_within_daily_range test on minute_bars "
-        "reads it too, and blocks the marts).",
+        "(ANOMALY_PLAUSIBLE_PRICE_RATIO). dbt's test on minute_bars that blocks the marts reads "
+        "the environment variable only: set there, not in a run's config, to unblock them.",
     )
 
 

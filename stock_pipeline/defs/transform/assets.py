@@ -21,15 +21,14 @@ from dagster_dbt import (
     DbtProject,
     dbt_assets,
 )
-from dagster_shared.record import replace  # as dagster-dbt does, for its check specs
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[3] / "dbt_project"
 MINUTE_BARS = dg.AssetKey("minute_bars")
 
-# Bring the models up to date after an upstream materialisation that did not already do it (the
-# raw_ticks_job run that lands a micro-batch builds the tick models itself): a raw_ticks
-# materialised on its own, the daily bars. Not while an upstream run is in flight, since that run
-# will bring them up to date, nor while these models are being built.
+# The daily bar models follow their upstream: after a daily_bars materialisation (a schedule, a
+# backfill), once it is done. The tick models have no automation: the raw_ticks_job run that
+# lands a micro-batch builds them together with the tests on minute_bars, which must come first
+# (an automation run of the marts alone would build them over a bar those tests reject).
 UPDATE_AFTER_UPSTREAM = (
     dg.AutomationCondition.any_deps_updated().since_last_handled()
     & ~dg.AutomationCondition.any_deps_in_progress()
@@ -69,6 +68,10 @@ def dbt_project() -> DbtProject:
 
 
 class TransformTranslator(DagsterDbtTranslator):
+    def __init__(self, automation_condition: dg.AutomationCondition | None = None):
+        super().__init__()
+        self.automation_condition = automation_condition
+
     def get_asset_spec(
         self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
     ) -> dg.AssetSpec:
@@ -86,13 +89,21 @@ class TransformTranslator(DagsterDbtTranslator):
         project: DbtProject | None,
     ) -> dg.AssetCheckSpec | None:
         spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
-        # A failing ERROR test makes dbt skip the models downstream of it either way. On
-        # minute_bars it does not also fail the run (Dagster's blocking): the run goes on to the
-        # anomaly checks, which alert on each impossible bar once, where a failed run would skip
-        # them and alert again for every micro-batch.
-        if spec is not None and spec.asset_key == MINUTE_BARS:
-            return replace(spec, blocking=False)
-        return spec
+        # dbt skips the models downstream of a failing ERROR test on its own. Dagster also fails
+        # the run after a failing ERROR check marked blocking (dagster-dbt marks every ERROR
+        # test so); not on minute_bars, whose run must go on to the anomaly checks: they alert
+        # on each impossible bar once, where a failed run would skip them and alert again for
+        # every micro-batch.
+        if spec is None or spec.asset_key != MINUTE_BARS:
+            return spec
+        return dg.AssetCheckSpec(
+            spec.name,
+            asset=spec.asset_key,
+            description=spec.description,
+            additional_deps=spec.additional_deps,
+            metadata=spec.metadata,
+            blocking=False,
+        )
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         # dbt's folder under models/: staging, marts.
@@ -101,7 +112,7 @@ class TransformTranslator(DagsterDbtTranslator):
     def get_automation_condition(
         self, dbt_resource_props: Mapping[str, Any]
     ) -> dg.AutomationCondition | None:
-        return UPDATE_AFTER_UPSTREAM
+        return self.automation_condition
 
 
 class DbtBuildConfig(dg.Config):
@@ -113,11 +124,17 @@ def _is_data_test_failure(invocation: DbtCliInvocation) -> bool:
     """True when dbt completed and what went wrong is data tests failing, nothing else."""
     if invocation.process.returncode != 1:  # 2: dbt itself failed before or while running
         return False
-    statuses = {r["status"] for r in invocation.get_artifact("run_results.json")["results"]}
+    try:
+        results = invocation.get_artifact("run_results.json")["results"]
+    except FileNotFoundError:
+        return False
+    statuses = {result["status"] for result in results}
     return "fail" in statuses and statuses <= {"success", "pass", "warn", "fail", "skipped"}
 
 
-def dbt_models(name: str, select: str) -> dg.AssetsDefinition:
+def dbt_build_step(
+    name: str, select: str, automation_condition: dg.AutomationCondition | None = None
+) -> dg.AssetsDefinition:
     """The dbt models `select` picks, as one step that runs `dbt build` on them."""
 
     @dbt_assets(
@@ -125,7 +142,7 @@ def dbt_models(name: str, select: str) -> dg.AssetsDefinition:
         manifest=dbt_project().manifest_path,
         project=dbt_project(),
         select=select,
-        dagster_dbt_translator=TransformTranslator(),
+        dagster_dbt_translator=TransformTranslator(automation_condition),
         # DuckDB allows one writer process: every run writing the warehouse takes this pool.
         pool="duckdb",
     )
@@ -136,9 +153,9 @@ def dbt_models(name: str, select: str) -> dg.AssetsDefinition:
             args.append("--full-refresh")
         invocation = dbt.cli(args, context=context, raise_on_error=False)
         yield from invocation.stream()
-        # A failing data test is a failed asset check, not a failed run: dbt has skipped the
-        # models downstream of it (dagster-dbt marks ERROR tests as blocking checks), and the
-        # run goes on to the anomaly checks, which alert. Anything else fails the step.
+        # A failing data test is a failed asset check, not a failed step: dbt has skipped the
+        # models downstream of it, and Dagster decides from the check's blocking flag whether
+        # the run stops. Anything else fails the step.
         if not invocation.is_successful() and not _is_data_test_failure(invocation):
             raise invocation.get_error()
 
@@ -148,14 +165,16 @@ def dbt_models(name: str, select: str) -> dg.AssetsDefinition:
 # Two steps, one per source, so that the run landing a micro-batch builds exactly the tick models
 # (a step that builds a subset of its models makes dagster-dbt compute a selection, seconds of
 # CPU per run), and the daily bars never wait for the stream.
-tick_models = dbt_models("tick_models", "source:lake.raw_ticks+")
-daily_bar_models = dbt_models("daily_bar_models", "source:lake.daily_bars+")
+tick_models = dbt_build_step("tick_models", "source:lake.raw_ticks+")
+daily_bar_models = dbt_build_step(
+    "daily_bar_models", "source:lake.daily_bars+", UPDATE_AFTER_UPSTREAM
+)
 
 
 transform_automation_sensor = dg.AutomationConditionSensorDefinition(
     "transform_automation_sensor",
-    target=dg.AssetSelection.assets(tick_models, daily_bar_models),
-    # Every 30 s (the default): the stream's runs build the tick models themselves, so this only
-    # catches up the rest, and evaluating more often costs the daemon CPU the runs need.
+    target=dg.AssetSelection.assets(daily_bar_models),
+    # Every 30 s (the default): daily bars change once a day, and evaluating more often costs
+    # the daemon CPU the stream's runs need.
     default_status=dg.DefaultSensorStatus.RUNNING,
 )

@@ -22,6 +22,8 @@ from dagster_dbt import (
     dbt_assets,
 )
 
+from stock_pipeline.settings import apply_defaults
+
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[3] / "dbt_project"
 MINUTE_BARS = dg.AssetKey("minute_bars")
 
@@ -36,9 +38,19 @@ UPDATE_AFTER_UPSTREAM = (
 ).with_label("update_after_upstream")
 
 
+def _parsed_for(project: DbtProject) -> Path:
+    """Where the warehouse path of the last parse is kept, next to its manifest."""
+    return project.manifest_path.with_name("parsed_for_warehouse.txt")
+
+
 def _manifest_is_stale(project: DbtProject) -> bool:
-    """True when the manifest is missing or older than a file of the dbt project."""
-    if not project.manifest_path.exists():
+    """True when the manifest is missing, older than a file of the dbt project, or parsed for
+    another warehouse path (dbt's partial parse, which every `dbt build` starts from, holds only
+    for the profile it was made with; `make test` parses for its temporary warehouses)."""
+    parsed_for = _parsed_for(project)
+    if not project.manifest_path.exists() or not parsed_for.exists():
+        return True
+    if parsed_for.read_text() != os.environ["DUCKDB_DATABASE"]:
         return True
     built = project.manifest_path.stat().st_mtime
     return (
@@ -53,17 +65,21 @@ def _manifest_is_stale(project: DbtProject) -> bool:
 
 @cache
 def dbt_project() -> DbtProject:
+    # The parse below and every later `dbt build` must see the same profile: the warehouse path,
+    # made absolute.
+    apply_defaults()
     # dagster-dbt runs `dbt` from PATH; `make dev` and `make test` run .venv's programs without
     # activating it, so put this interpreter's bin directory on PATH when dbt is not there.
     if shutil.which("dbt") is None:
         os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
     project = DbtProject(project_dir=DBT_PROJECT_DIR)
-    # Parse when the manifest is missing or older than the project (a fresh checkout, a model
-    # edited before a reload in `dagster dev`): Dagster's asset checks must match the tests dbt
-    # runs. Not `prepare_if_dev()`, which parses on every load under `dagster dev`, and so in
-    # every run worker too: a dbt start-up per micro-batch.
+    # Parse when the manifest is stale (a fresh checkout, a model edited before a reload in
+    # `dagster dev`, another warehouse): Dagster's asset checks must match the tests dbt runs,
+    # and every `dbt build` reuses this parse. Not `prepare_if_dev()`, which parses on every
+    # load under `dagster dev`, and so in every run worker too: a dbt start-up per micro-batch.
     if _manifest_is_stale(project):
         project.preparer.prepare(project)
+        _parsed_for(project).write_text(os.environ["DUCKDB_DATABASE"])
     return project
 
 

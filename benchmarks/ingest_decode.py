@@ -27,37 +27,9 @@ from stock_pipeline.defs.ingest.decode import WIRE_SCHEMA, decode_records
 from stock_pipeline.defs.ingest.lake import ticks_parquet
 from stock_pipeline.producer.synthetic import SyntheticMarket
 from stock_pipeline.settings import DEFAULTS
-from stock_pipeline.wire import SCHEMA_VERSION, SOURCES, SYMBOL_PATTERN, encode_tick
+from stock_pipeline.wire import SYMBOL_PATTERN, encode_tick
 
 SYMBOL = re.compile(SYMBOL_PATTERN)
-
-
-def naive_reason(tick) -> str | None:
-    """The same rules as the project's validation, one record at a time."""
-    if not isinstance(tick, dict):
-        return "not_object"
-    for name in ("event_id", "symbol", "ts", "price", "volume", "source", "schema_version"):
-        if tick.get(name) is None:
-            return f"missing_field:{name}"
-    price, bid, ask = tick["price"], tick.get("bid"), tick.get("ask")
-    if not SYMBOL.match(tick["symbol"]):
-        return "bad_symbol"
-    try:
-        if datetime.fromisoformat(tick["ts"]).tzinfo is None:
-            return "bad_timestamp"
-    except ValueError:
-        return "bad_timestamp"
-    if not math.isfinite(price):
-        return "non_finite_price"
-    if price <= 0:
-        return "non_positive_price"
-    if tick["volume"] < 0:
-        return "negative_volume"
-    if bid is not None and ask is not None and bid > ask:
-        return "bid_above_ask"
-    if tick["source"] not in SOURCES or tick["schema_version"] != SCHEMA_VERSION:
-        return "bad_source"
-    return None
 
 
 def project_shard(data: list[bytes], meta: pa.Table) -> int:

@@ -123,7 +123,8 @@ class AlertsResource(AwsResource):
         sent: set[str] = set()
         queued: set[str] = set()  # in the outbox: a later delivery sends them
         try:
-            sent = self._ids(s3, "sent")
+            # Only to skip queueing what went out before; `_deliver` re-checks under its claim.
+            sent = self._ids(s3, "sent") if alerts else set()
             for alert in alerts:
                 if alert.alert_id not in sent:
                     s3.put_object(

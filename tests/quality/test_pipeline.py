@@ -9,15 +9,13 @@ import duckdb
 from stock_pipeline.defs.quality.checks import minute_bars_anomaly_checks
 from stock_pipeline.defs.transform.assets import dbt_project, tick_models
 from stock_pipeline.resources.dbt_cli import DbtCli
-from stock_pipeline.settings import apply_defaults, symbols
-from tests.helpers import StreamIngest
+from stock_pipeline.settings import symbols
 from tests.quality.conftest import received_alerts, session_ticks
 
 
-def test_injected_faults_reach_the_queue_once_through_the_real_marts(alerts_resource):
-    apply_defaults()
+def test_injected_faults_reach_the_queue_once_through_the_real_marts(alerts_resource, ingest_ticks):
     ticks = session_ticks(symbols()[:4], 30, 2.0, inject=("price_jump", "volume_spike", "stale"))
-    StreamIngest()(ticks.assign(ts=ticks["ts"].map(lambda t: t.isoformat())).to_dict("records"))
+    ingest_ticks(ticks.assign(ts=ticks["ts"].map(lambda t: t.isoformat())).to_dict("records"))
 
     result = dg.materialize(
         [tick_models, minute_bars_anomaly_checks],
@@ -44,15 +42,13 @@ def test_injected_faults_reach_the_queue_once_through_the_real_marts(alerts_reso
     ]
 
 
-def test_a_bad_print_blocks_the_marts_and_alerts_once(alerts_resource, monkeypatch):
+def test_a_bad_print_blocks_the_marts_and_alerts_once(alerts_resource, ingest_ticks, monkeypatch):
     """Marts stop at a bad print, the check alerts once; unblocked, they catch up on every tick."""
-    apply_defaults()
     ticks = session_ticks(symbols()[:3], 30, 2.0)
     bad = ticks.index[ticks["symbol"] == "MSFT"][600]  # in the second third of the session
     ticks.loc[bad, "price"] = round(ticks.loc[bad, "price"] * 5, 2)  # a fat-finger print
     wire = ticks.assign(ts=ticks["ts"].map(lambda t: t.isoformat()))
     batches = [wire.iloc[len(wire) * i // 3 : len(wire) * (i + 1) // 3] for i in range(3)]
-    ingest = StreamIngest()
 
     def build(rules: dict | None = None) -> dg.ExecuteInProcessResult:
         result = dg.materialize(
@@ -68,10 +64,10 @@ def test_a_bad_print_blocks_the_marts_and_alerts_once(alerts_resource, monkeypat
         return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
 
     marts = {"moving_averages", "daily_prices", "latest_quotes"}
-    ingest(batches[0].to_dict("records"))
+    ingest_ticks(batches[0].to_dict("records"))
     assert marts <= materialized(build())
     for batch in batches[1:]:  # the bad print, then good ticks: both runs stop before the marts
-        ingest(batch.to_dict("records"))
+        ingest_ticks(batch.to_dict("records"))
         blocked = build()
         failed = {
             e.check_name: e.severity for e in blocked.get_asset_check_evaluations() if not e.passed

@@ -9,8 +9,6 @@ import pytest
 
 from stock_pipeline.defs.transform.assets import dbt_project, tick_models
 from stock_pipeline.resources.dbt_cli import DbtCli
-from stock_pipeline.settings import apply_defaults
-from tests.helpers import StreamIngest
 
 
 class Warehouse:
@@ -37,10 +35,4 @@ class Warehouse:
 
 @pytest.fixture
 def warehouse(provisioned) -> Warehouse:
-    apply_defaults()
     return Warehouse()
-
-
-@pytest.fixture
-def ingest(provisioned) -> StreamIngest:
-    return StreamIngest()

@@ -61,13 +61,13 @@ def assert_marts_match(warehouse, ticks: list[dict]) -> None:
         assert_same_rows(warehouse.read(table), expected, KEYS[table])
 
 
-def test_marts_match_pandas_reference(ticks, ingest, warehouse):
+def test_marts_match_pandas_reference(ticks, ingest_ticks, warehouse):
     """Two micro-batches through Kinesis and the lake, 3 symbols x 2 days, every value."""
     assert len({t["ts"][:10] for t in ticks}) == 2
     half = len(ticks) // 2
-    ingest(ticks[:half])
+    ingest_ticks(ticks[:half])
     warehouse.build()
-    ingest(ticks[half:])
+    ingest_ticks(ticks[half:])
     warehouse.build()
     assert_marts_match(warehouse, ticks)
     # The data is rich enough to exercise every window and the day-over-day return.
@@ -76,10 +76,10 @@ def test_marts_match_pandas_reference(ticks, ingest, warehouse):
     assert warehouse.read("daily_prices")["daily_return"].notna().sum() == len(SYMBOLS)
 
 
-def test_resent_ticks_change_no_mart(ticks, ingest, warehouse):
+def test_resent_ticks_change_no_mart(ticks, ingest_ticks, warehouse):
     """A producer retry puts ticks on the stream again; every mart counts each tick once."""
     # Within one micro-batch: 100 ticks twice.
-    ingest(ticks + ticks[:100])
+    ingest_ticks(ticks + ticks[:100])
     warehouse.build()
     assert len(warehouse.read("stg_lake__ticks")) == len(ticks)
     assert_marts_match(warehouse, ticks)
@@ -87,14 +87,14 @@ def test_resent_ticks_change_no_mart(ticks, ingest, warehouse):
     # In a later micro-batch: ticks already in the warehouse, at both ends of the history. No
     # mart changes, down to when its rows were loaded.
     before = {table: _sorted(warehouse.read(table), keys) for table, keys in KEYS.items()}
-    ingest(ticks[:50] + ticks[-50:])
+    ingest_ticks(ticks[:50] + ticks[-50:])
     warehouse.build()
     assert lake_tick_counts() == (len(ticks) + 200, len(ticks))
     for table, keys in KEYS.items():
         pd.testing.assert_frame_equal(_sorted(warehouse.read(table), keys), before[table])
 
 
-def test_incremental_runs_with_late_ticks_equal_full_refresh(ticks, ingest, warehouse):
+def test_incremental_runs_with_late_ticks_equal_full_refresh(ticks, ingest_ticks, warehouse):
     frame = pd.DataFrame(ticks)
     ts = pd.to_datetime(frame["ts"], utc=True)
     # Late: a whole AAA bar in the middle of day 1 (a new bar moves every later bar's position
@@ -108,12 +108,12 @@ def test_incremental_runs_with_late_ticks_equal_full_refresh(ticks, ingest, ware
 
     half = len(on_time) // 2
     for batch in (on_time[:half], on_time[half:]):
-        ingest(batch)
+        ingest_ticks(batch)
         warehouse.build()
     aaa_bars = warehouse.read("minute_bars").query("symbol == 'AAA'")
     assert START + timedelta(minutes=30) not in set(aaa_bars["minute_ts"])
 
-    ingest(late_ticks)
+    ingest_ticks(late_ticks)
     warehouse.build()
     assert_marts_match(warehouse, ticks)
 

@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from stock_pipeline.defs.ingest.kinesis import list_shards
 from stock_pipeline.resources.alerts import Alert, AlertsResource
 from stock_pipeline.resources.aws import KinesisResource
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import DEFAULTS, setting
 
 LATEST_QUOTES = dg.AssetKey("latest_quotes")
 MAX_AGE_SETTING = "LATEST_QUOTES_MAX_AGE_MINUTES"
-DEFAULT_MAX_AGE_MINUTES = 10.0
 # GetRecords may return nothing while it skips ahead through a shard; give up after this many.
 MAX_EMPTY_READS = 5
 
@@ -26,11 +26,10 @@ def iso(moment: datetime) -> str:
 def producer_live(kinesis: KinesisResource, since: datetime) -> bool:
     """Whether any shard of the stream received a record at or after `since`."""
     client = kinesis.get_client()
-    pages = client.get_paginator("list_shards").paginate(StreamName=kinesis.stream_name)
-    for shard in (shard for page in pages for shard in page["Shards"]):
+    for shard in list_shards(client, kinesis.stream_name):
         iterator = client.get_shard_iterator(
             StreamName=kinesis.stream_name,
-            ShardId=shard["ShardId"],
+            ShardId=shard.shard_id,
             ShardIteratorType="AT_TIMESTAMP",
             Timestamp=since,
         )["ShardIterator"]
@@ -83,7 +82,7 @@ def latest_quotes_freshness_sensor(
 
     A breach is named by the last update it follows, so it alerts once however long it lasts.
     """
-    max_age = timedelta(minutes=float(setting(MAX_AGE_SETTING) or DEFAULT_MAX_AGE_MINUTES))
+    max_age = timedelta(minutes=float(setting(MAX_AGE_SETTING) or DEFAULTS[MAX_AGE_SETTING]))
     now = datetime.now(UTC)
     record = context.instance.get_latest_materialization_event(LATEST_QUOTES)
     alerts_to_send = []

@@ -112,14 +112,7 @@ class TransformTranslator(DagsterDbtTranslator):
         # every micro-batch.
         if spec is None or spec.asset_key != MINUTE_BARS:
             return spec
-        return dg.AssetCheckSpec(
-            spec.name,
-            asset=spec.asset_key,
-            description=spec.description,
-            additional_deps=spec.additional_deps,
-            metadata=spec.metadata,
-            blocking=False,
-        )
+        return spec._replace(blocking=False)
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         # dbt's folder under models/: staging, marts.

@@ -17,7 +17,7 @@ latest_averages as (
     inner join latest_days
         on
             averages.symbol = latest_days.symbol
-            and averages.minute_ts = date_trunc('minute', latest_days.last_ts)
+            and averages.minute_ts = time_bucket(interval '1 minute', latest_days.last_ts)
 
 ),
 

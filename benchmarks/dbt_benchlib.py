@@ -2,7 +2,8 @@
 
 Lake data is generated with numpy and written with pyarrow straight into the lake layout of
 DESIGN.md (raw/ticks/dt=…/shard=…/<first>_<last>.parquet, RAW_TICKS_SCHEMA), in files of at most
-FILE_ROWS ticks, as micro-batches of the ingest would leave them. Not a benchmark by itself.
+`file_rows` ticks; history files are dated in S3 when ingest would have written them. Not a
+benchmark by itself.
 """
 
 import logging
@@ -12,15 +13,19 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.s3.models import s3_backends
 from moto.server import ThreadedMotoServer
 
 # The scripts run as `python benchmarks/<name>.py`; the pandas baseline is the tests' reference
@@ -37,7 +42,6 @@ TICKS_PER_DAY = 500_000  # ~21 ticks/s over a 6.5 h session, 100 symbols
 FILE_ROWS = 50_000
 SESSION_OPEN = timedelta(hours=13, minutes=30)
 SESSION_US = 390 * 60 * 1_000_000
-FIRST_DAY = date(2026, 9, 1)
 
 
 @contextmanager
@@ -64,13 +68,21 @@ def emulator() -> Iterator[str]:
         try:
             yield os.environ["AWS_ENDPOINT_URL"]
         finally:
-            server.stop()
+            # moto keeps its state in this process, across servers: the next emulator starts empty.
+            reset = urllib.request.Request(
+                f"{os.environ['AWS_ENDPOINT_URL']}/moto-api/reset", method="POST"
+            )
+            try:
+                urllib.request.urlopen(reset, timeout=10)
+            finally:
+                server.stop()
 
 
 class Lake:
     """Writes synthetic ticks, continuing one random walk per symbol across calls."""
 
-    def __init__(self, seed: int = 7):
+    def __init__(self, seed: int = 7, file_rows: int = FILE_ROWS):
+        self.file_rows = file_rows
         self.rng = np.random.default_rng(seed)
         self.log_price = np.log(self.rng.uniform(20.0, 500.0, len(SYMBOLS)))
         self.sequence = 0
@@ -78,20 +90,21 @@ class Lake:
         self.s3 = boto3.client("s3")
 
     def history(self, ticks: int) -> None:
-        """`ticks` ticks at TICKS_PER_DAY, one trading day after another from FIRST_DAY."""
-        day = FIRST_DAY
+        """`ticks` ticks at TICKS_PER_DAY, one day after another up to yesterday (UTC), each file
+        dated in S3 when ingest would have written it: the lake a live stream leaves."""
+        day = datetime.now(UTC).date() - timedelta(days=-(-ticks // TICKS_PER_DAY))
         while ticks > 0:
             count = min(ticks, TICKS_PER_DAY)
             session_us = _us(datetime.combine(day, datetime.min.time(), UTC) + SESSION_OPEN)
-            self.write(self.rng.integers(0, SESSION_US, count) + session_us)
+            self.write(self.rng.integers(0, SESSION_US, count) + session_us, backdated=True)
             ticks -= count
             day += timedelta(days=1)
 
     def batch(self, ticks: int, seconds: float = 5.0) -> None:
-        """A micro-batch: `ticks` ticks in the `seconds` after the newest tick so far."""
+        """A micro-batch written now: `ticks` ticks in the `seconds` after the newest so far."""
         self.write(self.last_us + 1 + self.rng.integers(0, int(seconds * 1e6), ticks))
 
-    def write(self, ts_us: np.ndarray) -> None:
+    def write(self, ts_us: np.ndarray, backdated: bool = False) -> None:
         n = len(ts_us)
         ts_us = np.sort(ts_us)
         symbol = self.rng.integers(0, len(SYMBOLS), n)
@@ -130,24 +143,33 @@ class Lake:
         )
         self.sequence += n
         self.last_us = int(ts_us[-1])
-        self._put(table, ts_us, symbol % len(SHARDS))
+        self._put(table, ts_us, symbol % len(SHARDS), backdated)
 
-    def _put(self, table: pa.Table, ts_us: np.ndarray, shard: np.ndarray) -> None:
+    def _put(self, table: pa.Table, ts_us: np.ndarray, shard: np.ndarray, backdated: bool) -> None:
         days = ts_us // 86_400_000_000
         for day in np.unique(days):
             for s, shard_id in enumerate(SHARDS):
                 rows = np.flatnonzero((days == day) & (shard == s))
-                for start in range(0, len(rows), FILE_ROWS):
-                    part = table.take(rows[start : start + FILE_ROWS])
+                for start in range(0, len(rows), self.file_rows):
+                    part = table.take(rows[start : start + self.file_rows])
                     first, last = part["sequence_number"][0], part["sequence_number"][-1]
                     dt = str(np.datetime64(int(day), "D"))
                     sink = pa.BufferOutputStream()
                     pq.write_table(part, sink, compression="zstd")
+                    key = f"raw/ticks/dt={dt}/shard={shard_id}/{first}_{last}.parquet"
                     self.s3.put_object(
-                        Bucket=setting("LAKE_BUCKET"),
-                        Key=f"raw/ticks/dt={dt}/shard={shard_id}/{first}_{last}.parquet",
-                        Body=sink.getvalue().to_pybytes(),
+                        Bucket=setting("LAKE_BUCKET"), Key=key, Body=sink.getvalue().to_pybytes()
                     )
+                    if backdated:
+                        _backdate(key, pc.max(part["ingested_at"]).as_py())
+
+
+def _backdate(key: str, written: datetime) -> None:
+    """moto dates every object when it is put, so a history written in seconds would look new to
+    incremental runs, which pick files by S3 last-modified time. The emulator runs in this
+    process: date the object when ingest would have written it."""
+    bucket = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].buckets[setting("LAKE_BUCKET")]
+    bucket.keys[key].last_modified = written.astimezone(UTC).replace(tzinfo=None)
 
 
 def _us(moment: datetime) -> int:

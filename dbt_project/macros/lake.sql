@@ -14,9 +14,32 @@
         {{ return(true) }}
     {%- endif -%}
     {%- set found = run_query(
-        "select count(*) from glob(" ~ dbt.string_literal(lake_root() ~ relative_glob) ~ ")"
+        "select count(*) from glob(" ~ sql_string(lake_root() ~ relative_glob) ~ ")"
     ) -%}
     {{ return(found.columns[0].values()[0] > 0) }}
+{% endmacro %}
+
+{% macro lake_files_written_after(relative_globs, moment) %}
+    {#- The s3:// paths of the lake objects matching any of `relative_globs` that S3 lists as last
+        modified after `moment` (a timestamp string). Reads the listing only, no object. Like
+        lake_has_files, only runs and builds ask the lake; for any other command, none. -#}
+    {%- if not execute or flags.WHICH not in ('run', 'build') -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set globs = [] -%}
+    {%- for glob in relative_globs -%}
+        {%- do globs.append(sql_string(lake_root() ~ glob)) -%}
+    {%- endfor -%}
+    {%- set listed = run_query(
+        "select filename from read_blob([" ~ globs | join(', ') ~ "])"
+        ~ " where last_modified > timestamptz " ~ sql_string(moment) ~ " order by filename"
+    ) -%}
+    {{ return(listed.columns[0].values()) }}
+{% endmacro %}
+
+{% macro sql_string(value) %}
+    {#- `value` as a SQL string literal, quotes doubled. -#}
+    {{- return("'" ~ value | replace("'", "''") ~ "'") -}}
 {% endmacro %}
 
 {% macro loaded_watermark(relation) %}

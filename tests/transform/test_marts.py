@@ -6,6 +6,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.s3.models import s3_backends
 
 from stock_pipeline.producer.synthetic import SyntheticMarket
 from stock_pipeline.resources.warehouse import attach_lake
@@ -122,6 +124,26 @@ def test_incremental_runs_with_late_ticks_equal_full_refresh(ticks, ingest_ticks
     for table, frame in incremental.items():
         expected = frame.drop(columns=["loaded_at", "updated_at"], errors="ignore")
         assert_same_rows(warehouse.read(table), expected, KEYS[table])
+
+
+def test_incremental_runs_open_only_files_written_since_the_last_run(
+    ticks, ingest_ticks, warehouse
+):
+    half = len(ticks) // 2
+    ingest_ticks(ticks[:half])
+    warehouse.build()
+    # Every file loaded so far now lists as written an hour ago and holds garbage: an incremental
+    # run that opened one would fail. The emulator runs in this process.
+    bucket = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].buckets[setting("LAKE_BUCKET")]
+    loaded = [key for name, key in bucket.keys.items() if name.startswith("raw/ticks/")]
+    assert loaded
+    for key in loaded:
+        key.value = b"not parquet"
+        key.last_modified -= timedelta(hours=1)
+
+    ingest_ticks(ticks[half:])
+    warehouse.build()
+    assert_marts_match(warehouse, ticks)
 
 
 def lake_tick_counts() -> tuple[int, int]:

@@ -7,34 +7,45 @@
 }}
 
 {#-
-    Incremental runs read only the lake partitions from `late_tick_days` before the newest loaded
-    trade date, and in those only ticks ingested after the newest loaded one, less
-    `ingest_overlap_minutes` (ingest runs can finish out of order). Both bounds are literals, so
-    DuckDB prunes Hive partitions and Parquet row groups; what the overlap re-reads is dropped by
-    event_id below.
+    Incremental runs read the files that S3 lists as written since the previous run began to
+    list (its `loaded_at`), less `listing_margin_minutes`, in the lake partitions from
+    `late_tick_days` before the newest loaded trade date through tomorrow (UTC; or the day after
+    the newest loaded one, if later). A partition gains a file per shard every micro-batch,
+    thousands a day: choosing from the listing costs no request per file, and no file is opened
+    twice but for the margin. Files that ingest runs land out of order are read once listed; what
+    the margin re-reads is dropped by event_id below.
 -#}
-{%- set bounds = none -%}
+{%- set listed_after, listing_started, new_files = none, none, none -%}
 {%- if is_incremental() and execute -%}
     {%- set watermark = run_query(
-        "select cast(max(trade_date) - " ~ var('late_tick_days') ~ " as varchar), "
-        ~ "cast(max(ingested_at) - interval " ~ var('ingest_overlap_minutes') ~ " minute as varchar) "
-        ~ "from " ~ this
+        "select cast(max(loaded_at) - interval " ~ (var('listing_margin_minutes') | int)
+        ~ " minute as varchar), cast(now() as varchar), array_to_string(list_transform("
+        ~ "generate_series(cast(max(trade_date) - " ~ (var('late_tick_days') | int)
+        ~ " as timestamp), cast(greatest(max(trade_date), cast(now() at time zone 'UTC' as date))"
+        ~ " + 1 as timestamp), interval 1 day), day -> strftime(day, '%Y-%m-%d')), ',')"
+        ~ " from " ~ this
     ).rows[0] -%}
-    {%- if watermark[0] is not none -%}
-        {%- set bounds = watermark -%}
-    {%- endif -%}
+    {%- set listed_after, listing_started = watermark[0], watermark[1] -%}
+    {%- set days = (watermark[2] or '').split(',') -%}
 {%- endif -%}
-{%- set lake_is_empty = (
-    bounds is none and not lake_has_files('raw/ticks/dt=*/shard=*/*.parquet')
+{%- set tick_files = 'raw/ticks/dt=*/shard=*/*.parquet' -%}
+{%- if listed_after -%}
+    {%- set partitions = [] -%}
+    {%- for day in days -%}
+        {%- do partitions.append('raw/ticks/dt=' ~ day ~ '/shard=*/*.parquet') -%}
+    {%- endfor -%}
+    {%- set new_files = lake_files_written_after(partitions, listed_after) -%}
+{%- endif -%}
+{%- set nothing_to_read = (
+    not new_files if new_files is not none else not lake_has_files(tick_files)
 ) -%}
 
 with
 
 source as (
 
-    {% if lake_is_empty -%}
-    -- No tick files yet: an empty relation with the lake columns used below, so the first build
-    -- passes.
+    {% if nothing_to_read -%}
+    -- No tick file yet, or none new: an empty relation with the lake columns used below.
     select
         cast(null as varchar) as event_id,
         cast(null as varchar) as symbol,
@@ -48,13 +59,17 @@ source as (
         cast(null as timestamptz) as ingested_at,
         cast(null as date) as dt
     where false
-    {%- else -%}
+    {%- elif new_files is not none %}
+    select * from read_parquet(
+        [
+            {%- for file in new_files %}
+            {{ sql_string(file) }}{{ ',' if not loop.last }}
+            {%- endfor %}
+        ],
+        hive_partitioning = true
+    )
+    {%- else %}
     select * from {{ source('lake', 'raw_ticks') }}
-    {% if bounds -%}
-    where
-        dt >= date '{{ bounds[0] }}'
-        and ingested_at > timestamptz '{{ bounds[1] }}'
-    {%- endif %}
     {%- endif %}
 
 ),
@@ -95,13 +110,19 @@ final as (
 
     select
         deduplicated.*,
+        {% if new_files -%}
+        -- The files this run did not list landed after its listing began: the next run lists
+        -- from here.
+        timestamptz '{{ listing_started }}' as loaded_at
+        {%- else -%}
         current_timestamp as loaded_at
+        {%- endif %}
     from deduplicated
-    {% if bounds -%}
+    {% if new_files -%}
     -- A re-sent tick has the same event time, hence the same trade_date as its first copy.
     anti join (
         select event_id from {{ this }}
-        where trade_date >= date '{{ bounds[0] }}'
+        where trade_date >= date '{{ days[0] }}'
     ) as already_loaded using (event_id)
     {%- endif %}
 

@@ -5,12 +5,17 @@
     {%- endfor -%}
 {% endmacro %}
 
+{% macro asks_the_lake() %}
+    {#- Only runs and builds ask the lake: parsing has no connection, and compile, docs and lint
+        show the SQL that reads the files, offline. -#}
+    {{- return(execute and flags.WHICH in ('run', 'build')) -}}
+{% endmacro %}
+
 {% macro lake_has_files(relative_glob) %}
     {#- True when the lake holds at least one object matching `relative_glob` under lake_root().
         read_parquet() errors on a glob that matches nothing, so models reading a lake prefix
-        that may still be empty check first. Only runs and builds ask the lake: parsing has no
-        connection, and compile, docs and lint show the SQL that reads the files. -#}
-    {%- if not execute or flags.WHICH not in ('run', 'build') -%}
+        that may still be empty check first. True without asking when not asks_the_lake(). -#}
+    {%- if not asks_the_lake() -%}
         {{ return(true) }}
     {%- endif -%}
     {%- set found = run_query(
@@ -21,9 +26,9 @@
 
 {% macro lake_files_written_after(relative_globs, moment) %}
     {#- The s3:// paths of the lake objects matching any of `relative_globs` that S3 lists as last
-        modified after `moment` (a timestamp string). Reads the listing only, no object. Like
-        lake_has_files, only runs and builds ask the lake; for any other command, none. -#}
-    {%- if not execute or flags.WHICH not in ('run', 'build') -%}
+        modified after `moment` (a timestamp string). Reads the listing only, no object. None
+        when not asks_the_lake(). -#}
+    {%- if not asks_the_lake() -%}
         {{ return(none) }}
     {%- endif -%}
     {%- set globs = [] -%}

@@ -134,7 +134,8 @@ class AlertsResource(AwsResource):
                         ContentType="application/json",
                     )
                     queued.add(alert.alert_id)
-        except AWS_ERRORS as err:
+            return self._deliver(s3, sent)
+        except AWS_ERRORS as err:  # what reached the outbox goes out with a later delivery
             delivery = Delivery(
                 pending=sorted({a.alert_id for a in alerts} - sent),
                 error=f"alert ledger unreachable: {err}",
@@ -143,13 +144,6 @@ class AlertsResource(AwsResource):
                 unrecorded = [a for a in alerts if a.alert_id not in sent | queued]
                 self._send_unrecorded(unrecorded, delivery)
             return delivery
-        try:
-            return self._deliver(s3, sent)
-        except AWS_ERRORS as err:  # the outbox holds them: the next delivery retries
-            return Delivery(
-                pending=sorted({a.alert_id for a in alerts} - sent),
-                error=f"alert ledger unreachable: {err}",
-            )
 
     def _send_unrecorded(self, alerts: list[Alert], delivery: Delivery) -> None:
         """Publish straight to SNS, with no ledger to record it in."""

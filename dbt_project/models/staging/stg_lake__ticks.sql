@@ -15,24 +15,28 @@
     twice but for the margin. Files that ingest runs land out of order are read once listed; what
     the margin re-reads is dropped by event_id below.
 -#}
+{%- set tick_files = 'raw/ticks/dt=*/shard=*/*.parquet' -%}
 {%- set listed_after, listing_started, new_files = none, none, none -%}
 {%- if is_incremental() and execute -%}
-    {%- set watermark = run_query(
-        "select cast(max(loaded_at) - interval " ~ (var('listing_margin_minutes') | int)
-        ~ " minute as varchar), cast(now() as varchar), array_to_string(list_transform("
-        ~ "generate_series(cast(max(trade_date) - " ~ (var('late_tick_days') | int)
-        ~ " as timestamp), cast(greatest(max(trade_date), cast(now() at time zone 'UTC' as date))"
-        ~ " + 1 as timestamp), interval 1 day), day -> strftime(day, '%Y-%m-%d')), ',')"
-        ~ " from " ~ this
-    ).rows[0] -%}
-    {%- set listed_after, listing_started = watermark[0], watermark[1] -%}
-    {%- set days = (watermark[2] or '').split(',') -%}
+    {%- set watermark_query -%}
+        select
+            cast(max(loaded_at) - interval {{ var('listing_margin_minutes') | int }} minute
+                as varchar),
+            cast(now() as varchar),
+            array_to_string(list_transform(generate_series(
+                cast(max(trade_date) - {{ var('late_tick_days') | int }} as timestamp),
+                cast(greatest(max(trade_date), cast(now() at time zone 'UTC' as date)) + 1
+                    as timestamp),
+                interval 1 day
+            ), day -> strftime(day, '%Y-%m-%d')), ',')
+        from {{ this }}
+    {%- endset -%}
+    {%- set listed_after, listing_started, days = run_query(watermark_query).rows[0] -%}
 {%- endif -%}
-{%- set tick_files = 'raw/ticks/dt=*/shard=*/*.parquet' -%}
 {%- if listed_after -%}
-    {%- set partitions = [] -%}
+    {%- set days, partitions = days.split(','), [] -%}
     {%- for day in days -%}
-        {%- do partitions.append('raw/ticks/dt=' ~ day ~ '/shard=*/*.parquet') -%}
+        {%- do partitions.append(tick_files | replace('dt=*', 'dt=' ~ day)) -%}
     {%- endfor -%}
     {%- set new_files = lake_files_written_after(partitions, listed_after) -%}
 {%- endif -%}

@@ -4,7 +4,8 @@ Delivery uses an outbox and a ledger in the lake bucket, one small S3 object per
 
     <prefix>/alerts/pending/<alert_id>.json   recorded before publishing (the outbox)
     <prefix>/alerts/claims/<alert_id>.json    held by the one delivery publishing it right now
-    <prefix>/alerts/sent/<alert_id>.json      written only after SNS accepted the message
+    <prefix>/alerts/sent/<alert_id>.json      written only after SNS accepted the message: the
+                                              alert, its SNS `message_id` and `sent_at`
 
 S3 is durable, survives restarts and needs no write lock on the DuckDB warehouse, and the same
 calls work on AWS unchanged. An alert already in `sent/` is never published again; one in
@@ -16,8 +17,9 @@ with the same `alert_id` for consumers to de-duplicate.
 """
 
 import json
+import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
@@ -25,6 +27,8 @@ from typing import Any, TextIO
 from botocore.exceptions import BotoCoreError, ClientError
 
 from stock_pipeline.resources.aws import AwsResource
+
+log = logging.getLogger(__name__)
 
 AWS_ERRORS = (BotoCoreError, ClientError)
 # A claim older than this was left by a delivery that crashed before publishing: take it over.
@@ -98,6 +102,27 @@ class AlertsResource(AwsResource):
             for page in pages
             for obj in page.get("Contents", [])
         }
+
+    def sent_alerts(self, known: Mapping[str, dict] | None = None) -> dict[str, dict]:
+        """Every alert in `sent/` by id: the alert, `message_id` and `sent_at`.
+
+        A sent record never changes, so the records in `known` are reused and only new ones are
+        read. Records from before `sent/` held the alert (only a message id) are left out.
+        """
+        known = known or {}
+        s3 = self.boto_client("s3")
+        records = {}
+        for alert_id in self._ids(s3, "sent"):
+            if alert_id in known:
+                records[alert_id] = known[alert_id]
+                continue
+            body = s3.get_object(Bucket=self.ledger_bucket, Key=self._key("sent", alert_id))
+            record = json.loads(body["Body"].read())
+            if "rule" in record:
+                records[alert_id] = record
+            else:
+                log.warning("alert ledger: %s holds no alert (written before sent/ did)", alert_id)
+        return records
 
     def topic_arn(self, sns: Any) -> str:
         """The topic's ARN, looked up by name (no sns:CreateTopic needed at run time)."""
@@ -222,10 +247,15 @@ class AlertsResource(AwsResource):
                         # SNS is down or refusing: keep this and the rest pending for next time.
                         delivery.error = str(err)
                         break
+                    record = {
+                        **asdict(alert),
+                        "message_id": message_id,
+                        "sent_at": datetime.now(UTC).isoformat(),
+                    }
                     s3.put_object(
                         Bucket=self.ledger_bucket,
                         Key=self._key("sent", alert_id),
-                        Body=json.dumps({"message_id": message_id}).encode(),
+                        Body=json.dumps(record, allow_nan=False).encode(),
                         ContentType="application/json",
                     )
                     delivery.sent.append(alert_id)

@@ -2,7 +2,7 @@
 
 import json
 import socket
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import boto3
@@ -225,3 +225,24 @@ def test_endpoint_down_then_alerts_delivered_once(alerts_resource, faulty_ticks,
     run_checks(alerts_resource, stand_in)
     assert len(received_alerts()) == 3
     assert len(ledger("sent")) == 3
+
+
+def test_the_sent_ledger_holds_each_alert_as_published(alerts_resource, faulty_ticks):
+    """`sent/` is what the API lists: the alert itself, its SNS message id and when it went out."""
+    before = datetime.now(UTC)
+    run_checks(alerts_resource, minute_bars_stand_in(faulty_ticks))
+    published = {alert["alert_id"]: alert for alert in map(json.loads, received_alerts())}
+    assert len(published) == 3
+
+    sent = alerts_resource.sent_alerts()
+    assert set(sent) == set(published)
+    for alert_id, record in sent.items():
+        assert {k: v for k, v in record.items() if k not in ("message_id", "sent_at")} == (
+            published[alert_id]
+        )
+        assert record["message_id"]
+        assert before <= datetime.fromisoformat(record["sent_at"]) <= datetime.now(UTC)
+
+    run_checks(alerts_resource, minute_bars_stand_in(faulty_ticks))  # found again: sent once
+    assert received_alerts() == []
+    assert alerts_resource.sent_alerts(known=sent) == sent

@@ -1,4 +1,4 @@
-"""The `stock-pipeline` command: local AWS emulator, provisioning, producer, dev stack, alerts."""
+"""The `stock-pipeline` command: AWS emulator, provisioning, producer, dev stack, serve, alerts."""
 
 import argparse
 import contextlib
@@ -186,8 +186,11 @@ def dev(args) -> None:
             produce_args += ["--inject", ",".join(args.inject)]
         processes.append(_start([*exe, *produce_args]))
         processes.append(_start(dagster_dev_command(args.port)))
+        processes.append(_start([*exe, "serve", "--port", str(args.serve_port)]))
         print(
-            f"\n  Dagster UI: http://127.0.0.1:{args.port}   (Ctrl-C stops everything)\n",
+            f"\n  Dagster UI: http://127.0.0.1:{args.port}"
+            f"   Dashboard and API: http://127.0.0.1:{args.serve_port}"
+            "   (Ctrl-C stops everything)\n",
             flush=True,
         )
         while all(p.poll() is None for p in processes):
@@ -198,6 +201,18 @@ def dev(args) -> None:
         print("stopping...", file=sys.stderr)
     finally:
         stop_process_groups(list(reversed(processes)))
+
+
+def serve(args) -> None:
+    """The query API and dashboard under uvicorn, in the foreground."""
+    import uvicorn
+
+    from stock_pipeline.serve.app import create_app
+
+    print(
+        f"Dashboard and API on http://{args.host}:{args.port} (OpenAPI docs at /docs)", flush=True
+    )
+    uvicorn.run(create_app(), host=args.host, port=args.port, access_log=False)
 
 
 def alerts(args) -> None:
@@ -256,6 +271,7 @@ def parser() -> argparse.ArgumentParser:
 
     cmd = commands.add_parser("dev", help="emulator + producer + dagster dev")
     cmd.add_argument("--port", type=int, default=3000, help="Dagster UI port")
+    cmd.add_argument("--serve-port", type=int, default=8000, help="dashboard and API port")
     cmd.add_argument(
         "--inject",
         type=_csv_list,
@@ -263,6 +279,11 @@ def parser() -> argparse.ArgumentParser:
         help="make the synthetic market misbehave: price_jump,volume_spike,stale",
     )
     cmd.set_defaults(func=dev)
+
+    cmd = commands.add_parser("serve", help="HTTP query API and live dashboard")
+    cmd.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
+    cmd.add_argument("--port", type=int, default=8000)
+    cmd.set_defaults(func=serve)
 
     cmd = commands.add_parser("alerts", help="print alerts from the local SQS queue")
     cmd.add_argument("--json", action="store_true", help="raw JSON messages")

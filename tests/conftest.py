@@ -38,6 +38,12 @@ def moto_endpoint() -> Iterator[str]:
 @pytest.fixture
 def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path) -> dict[str, str]:
     """A clean emulator and the pipeline's environment pointing at it."""
+    return clean_pipeline_env(moto_endpoint, monkeypatch, tmp_path)
+
+
+def clean_pipeline_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path) -> dict:
+    """Reset the emulator; set the pipeline's variables, its warehouse and Dagster home in
+    `tmp_path`. For fixtures of any scope (pass a `pytest.MonkeyPatch.context()`)."""
     requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
     env = dict(DEFAULTS)
     env.update(

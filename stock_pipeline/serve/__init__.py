@@ -1,0 +1,1 @@
+"""The HTTP query API and the live dashboard: a FastAPI app that reads the warehouse."""

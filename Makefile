@@ -5,9 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 AWS_PORT ?= 4566
-BENCHMARKS := ingest_decode dbt_incremental dbt_full_refresh freshness
+SERVE_PORT ?= 8000
+BENCHMARKS := ingest_decode dbt_incremental dbt_full_refresh freshness serve_latency
 
-.PHONY: help install dev test lint format validate docs local-aws provision produce alerts bench lock clean
+.PHONY: help install dev test lint format validate docs local-aws provision produce alerts serve bench lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -23,7 +24,7 @@ install: $(STAMP) ## create .venv and install pinned dependencies
 .env:
 	cp .env.example .env
 
-dev: $(STAMP) .env ## emulator + provision + producer + dagster dev (http://127.0.0.1:3000); INJECT=price_jump,volume_spike,stale to misbehave
+dev: $(STAMP) .env ## emulator + producer + dagster dev (http://127.0.0.1:3000) + dashboard (:8000); INJECT=price_jump,volume_spike,stale to misbehave
 	$(BIN)/stock-pipeline dev $(if $(INJECT),--inject $(INJECT))
 
 test: $(STAMP) ## run the test suite against a throwaway emulator
@@ -57,6 +58,9 @@ produce: $(STAMP) .env ## stream ticks from MARKET_DATA_SOURCE's kind to Kinesis
 
 alerts: $(STAMP) .env ## print alerts from the local SQS queue as they arrive
 	$(BIN)/stock-pipeline alerts
+
+serve: $(STAMP) .env ## dashboard and query API on http://127.0.0.1:SERVE_PORT (8000); reads the warehouse
+	$(BIN)/stock-pipeline serve --port $(SERVE_PORT)
 
 bench: $(STAMP) ## run the benchmarks and print their figures (about 20 minutes)
 	for name in $(BENCHMARKS); do echo "== $$name"; $(BIN)/python benchmarks/$$name.py || exit 1; done

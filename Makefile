@@ -8,7 +8,7 @@ AWS_PORT ?= 4566
 SERVE_PORT ?= 8000
 BENCHMARKS := ingest_decode dbt_incremental dbt_full_refresh freshness serve_latency
 
-.PHONY: help install dev test lint format validate docs local-aws provision produce alerts serve bench lock clean
+.PHONY: help install system-deps dev test lint format validate docs local-aws provision produce alerts serve bench lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -27,7 +27,18 @@ install: $(STAMP) ## create .venv and install pinned dependencies
 dev: $(STAMP) .env ## emulator + producer + dagster dev (http://127.0.0.1:3000) + dashboard (:8000); INJECT=price_jump,volume_spike,stale to misbehave
 	$(BIN)/stock-pipeline dev $(if $(INJECT),--inject $(INJECT))
 
-test: $(STAMP) ## run the test suite against a throwaway emulator
+# Tests start their own PostgreSQL (the shared warehouse catalog, Dagster's production storage) and
+# drive the dashboard in Chromium: both come from Debian's packages, installed here when missing.
+SYSTEM_PACKAGES := postgresql chromium
+system-deps: ## install the system packages the tests use (PostgreSQL, Chromium) when missing
+	@if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 && command -v chromium >/dev/null; then \
+		exit 0; fi; \
+	echo "installing $(SYSTEM_PACKAGES) from Debian's packages"; \
+	SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		$$SUDO apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES)
+
+test: $(STAMP) system-deps ## run the test suite against a throwaway emulator
 	$(BIN)/pytest
 
 lint: $(STAMP) ## ruff and sqlfluff

@@ -35,6 +35,24 @@ def moto_endpoint() -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """A throwaway PostgreSQL server for the session (tests/postgres.py); its libpq string."""
+    from tests.postgres import postgres_server
+
+    with postgres_server(_free_port()) as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def postgres_database(postgres_dsn: str, request: pytest.FixtureRequest) -> str:
+    """An empty database of its own for one test, on the session's server."""
+    from tests.postgres import create_database
+
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:50].lower()
+    return create_database(postgres_dsn, f"{name}_{_free_port()}")
+
+
 @pytest.fixture
 def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path) -> dict[str, str]:
     """A clean emulator and the pipeline's environment pointing at it."""

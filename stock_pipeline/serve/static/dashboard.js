@@ -202,7 +202,7 @@ function figure() {
     hovermode: "x", dragmode: "zoom", bargap: 0.15,
     legend: { orientation: "h", x: 0, y: 1, yanchor: "bottom", bgcolor: "rgba(0,0,0,0)" },
     xaxis: {
-      type: "date", anchor: "y2", rangeslider: { visible: false }, rangebreaks: rangebreaks(bars, x, timeframe),
+      type: "date", anchor: "y2", hoverformat: timeframe === "1Min" ? "%a %b %-d, %H:%M" : "%a %b %-d, %Y", rangeslider: { visible: false }, rangebreaks: rangebreaks(bars, x, timeframe),
       gridcolor: COLORS.grid, showspikes: true, spikemode: "across", spikecolor: "#56606b",
       spikethickness: 1, spikedash: "solid",
     },

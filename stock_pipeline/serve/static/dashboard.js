@@ -32,6 +32,7 @@ const state = {
   alerts: [],
   bars: [],
   alertsKey: "",
+  barsRequest: 0,
 };
 const chart = document.getElementById("chart");
 
@@ -74,7 +75,9 @@ function rangeStart(range) {
   return last.toISOString();
 }
 
+// Whether the bars loaded are still wanted: a click may have changed symbol or range meanwhile.
 async function loadBars() {
+  const request = ++state.barsRequest;
   const { timeframe } = RANGES[state.range];
   const params = new URLSearchParams({ timeframe, limit: "10000" });
   const start = rangeStart(state.range);
@@ -87,7 +90,9 @@ async function loadBars() {
     token = page.next_page_token;
     if (!token) break;
   }
+  if (request !== state.barsRequest) return false;
   state.bars = bars;
+  return true;
 }
 
 async function loadSymbols() {
@@ -332,9 +337,7 @@ function renderFreshness(lagSeconds, error) {
 // ---- control ----------------------------------------------------------------------------------
 
 async function redraw() {
-  if (!state.symbol) return;
-  await loadBars();
-  draw();
+  if (state.symbol && (await loadBars())) draw();
 }
 
 async function selectSymbol(symbol) {

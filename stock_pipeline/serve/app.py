@@ -72,15 +72,15 @@ def create_app(warehouse: Warehouse | None = None, ledger: SentAlerts | None = N
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
-    def known(pinned: Pinned, symbol: str) -> None:
-        if symbol not in pinned.symbols:
+    def known(cursor, pinned: Pinned, symbol: str) -> None:
+        if symbol not in pinned.symbols(cursor):
             raise HTTPException(404, f"symbol: {symbol!r} is not in the warehouse")
 
     @app.get("/v1/symbols", response_model=models.Symbols, tags=["market data"])
     def list_symbols(format: Format = FORMAT):
         """Each symbol in the warehouse with its first and last tick time and daily-bar dates."""
-        pinned = warehouse.pinned()
-        rows = queries.symbols(pinned)
+        with warehouse.cursor() as (cursor, pinned):
+            rows = queries.symbols(pinned.symbols(cursor))
         if format != "json":
             return file_response(rows, format, "symbols")
         return {"symbols": rows.to_pylist()}
@@ -106,10 +106,10 @@ def create_app(warehouse: Warehouse | None = None, ledger: SentAlerts | None = N
                 raise BadParameter("symbols", f"not ticker symbols: {malformed or symbols!r}")
         with warehouse.cursor() as (cursor, pinned):
             for symbol in wanted or ():
-                known(pinned, symbol)
+                known(cursor, pinned, symbol)
             rows = queries.latest_quotes(cursor, pinned, wanted)
+            newest = pinned.newest_arrival(cursor)
         snapshot = pinned.snapshot
-        newest = pinned.newest_arrival
         lag = (datetime.now(UTC) - newest).total_seconds() if newest else None
         if format != "json":
             headers = {"X-As-Of": snapshot.built_at.isoformat(), "X-Lag-Seconds": f"{lag}"}
@@ -156,7 +156,7 @@ def create_app(warehouse: Warehouse | None = None, ledger: SentAlerts | None = N
             raise BadParameter("end", f"must be after start ({end} <= {start})")
         after = _page_after(page_token, symbol, timeframe) if page_token else None
         with warehouse.cursor() as (cursor, pinned):
-            known(pinned, symbol)
+            known(cursor, pinned, symbol)
             rows = queries.bars(cursor, pinned, symbol, timeframe, start, end, after, limit + 1)
         rows = rows if rows is not None else pa.table({"ts": pa.array([], pa.timestamp("us"))})
         next_token = None
@@ -193,7 +193,8 @@ def create_app(warehouse: Warehouse | None = None, ledger: SentAlerts | None = N
     ):
         """The alerts that were sent (SNS accepted them), newest first, from the alert ledger."""
         if symbol is not None:
-            known(warehouse.pinned(), symbol)
+            with warehouse.cursor() as (cursor, pinned):
+                known(cursor, pinned, symbol)
         selected = [
             alert
             for alert in ledger.newest_first()
@@ -214,8 +215,8 @@ def create_app(warehouse: Warehouse | None = None, ledger: SentAlerts | None = N
         """How far the marts are behind the stream, and when each mart was last built."""
         with warehouse.cursor() as (cursor, pinned):
             builds = queries.mart_builds(cursor, pinned)
+            newest = pinned.newest_arrival(cursor)
         now = datetime.now(UTC)
-        newest = pinned.newest_arrival
         lag = (now - newest).total_seconds() if newest else None
         max_lag = float(setting("LATEST_QUOTES_MAX_AGE_MINUTES")) * 60
         quotes_built = builds["latest_quotes"]

@@ -8,7 +8,7 @@ from datetime import datetime
 import duckdb
 import pyarrow as pa
 
-from stock_pipeline.serve.snapshot import Pinned
+from stock_pipeline.serve.snapshot import Pinned, SymbolSpan
 
 MARTS = ("minute_bars", "moving_averages", "daily_prices", "latest_quotes", "daily_history")
 
@@ -84,8 +84,8 @@ TIMEFRAMES = {
 }
 
 
-def symbols(pinned: Pinned) -> pa.Table:
-    spans = list(pinned.symbols.values())
+def symbols(spans_by_symbol: dict[str, SymbolSpan]) -> pa.Table:
+    spans = list(spans_by_symbol.values())
     return pa.table(
         {
             "symbol": pa.array([s.symbol for s in spans], pa.string()),
@@ -101,7 +101,7 @@ def latest_quotes(
     cursor: duckdb.DuckDBPyConnection, pinned: Pinned, wanted: list[str] | None
 ) -> pa.Table | None:
     """The latest_quotes rows of `wanted` (every symbol if None); None without the mart."""
-    if "latest_quotes" not in pinned.tables:
+    if "latest_quotes" not in pinned.tables(cursor):
         return None
     where = "where list_contains($symbols, symbol)" if wanted is not None else ""
     params = {"symbols": wanted} if wanted is not None else {}
@@ -121,7 +121,7 @@ def bars(
 ) -> pa.Table | None:
     """Bars in [start, end) after `after`, oldest first, at most `limit`; None without the mart."""
     table, ts, sql = TIMEFRAMES[timeframe]
-    if table not in pinned.tables:
+    if table not in pinned.tables(cursor):
         return None
     bounds = {"start": (">=", start), "end": ("<", end), "after": (">", after)}
     conditions = "".join(f" and {ts} {op} ${name}" for name, (op, value) in bounds.items() if value)

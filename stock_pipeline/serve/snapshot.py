@@ -1,49 +1,24 @@
-"""One warehouse connection per published snapshot, shared by every request.
+"""The warehouse as the server reads it: the last complete build, followed as new ones land.
 
-Opening the warehouse costs far more than a query, so the server keeps one connection pinned to
-the last complete build and hands each request a cursor on it. Every query of a request sees the
-same snapshot; the server moves to a new one when the pipeline publishes it.
+`resources.warehouse.Reader` keeps one DuckDB database for the process and attaches each new
+complete build (checked at most once a second); every request gets a cursor on the newest, so
+all its queries see one micro-batch. What many requests would recompute from one build (its
+tables, symbols, newest tick) is kept beside it, per build.
 """
 
-import os
 import threading
-import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from functools import cached_property
-from pathlib import Path
+from datetime import date, datetime
 
 import duckdb
 
-# How often the server asks whether a newer build was published.
-CHECK_EVERY_SECONDS = 1.0
+from stock_pipeline.resources.warehouse import ALIAS, Reader, Snapshot, WarehouseError
 
-
-class WarehouseError(Exception):
-    """The warehouse cannot be read: no complete build yet, or its catalog cannot be opened."""
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    snapshot_id: int
-    built_at: datetime
-
-
-def published_snapshot() -> Snapshot | None:
-    path = Path(os.environ["DUCKDB_DATABASE"])
-    if not path.exists():
-        return None
-    stat = path.stat()
-    return Snapshot(stat.st_mtime_ns, datetime.fromtimestamp(stat.st_mtime, UTC))
-
-
-def connect() -> duckdb.DuckDBPyConnection:
-    try:
-        return duckdb.connect(os.environ["DUCKDB_DATABASE"], read_only=True)
-    except duckdb.Error as err:
-        raise WarehouseError(f"DUCKDB_DATABASE: {err}") from err
+# Builds whose facts are kept: the newest and those requests may still be reading.
+KEEP = Reader.KEEP
 
 
 @dataclass(frozen=True)
@@ -51,107 +26,116 @@ class SymbolSpan:
     symbol: str
     first_tick_ts: datetime | None
     last_tick_ts: datetime | None
-    first_trade_date: object | None
-    last_trade_date: object | None
+    first_trade_date: date | None
+    last_trade_date: date | None
 
 
 class Pinned:
-    """A connection on one snapshot, and what every request on it would otherwise recompute."""
+    """One complete build, and what its requests share; computed on first use, then kept."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, snapshot: Snapshot):
-        self.con = con
+    def __init__(self, snapshot: Snapshot):
         self.snapshot = snapshot
-        self._catalog, self._schema = con.execute(
-            "select current_database(), current_schema()"
-        ).fetchone()
+        self._lock = threading.Lock()
+        self._facts: dict[str, object] = {}
 
-    def cursor(self) -> duckdb.DuckDBPyConnection:
-        # A cursor is a connection of its own: it starts on the default catalog and time zone.
-        cursor = self.con.cursor()
-        cursor.execute(f"use {_quote(self._catalog)}.{_quote(self._schema)}")
-        cursor.execute("set TimeZone = 'UTC'")
-        return cursor
+    def _fact(self, name: str, cursor: duckdb.DuckDBPyConnection, compute):
+        with self._lock:
+            if name not in self._facts:
+                self._facts[name] = compute(cursor)
+            return self._facts[name]
 
-    @cached_property
-    def tables(self) -> frozenset[str]:
-        rows = self.cursor().execute(
-            "select table_name from duckdb_tables() where database_name = ? and schema_name = ?"
-            " union all "
-            "select view_name from duckdb_views() where database_name = ? and schema_name = ?",
-            [self._catalog, self._schema, self._catalog, self._schema],
+    def tables(self, cursor: duckdb.DuckDBPyConnection) -> frozenset[str]:
+        return self._fact("tables", cursor, _tables)
+
+    def symbols(self, cursor: duckdb.DuckDBPyConnection) -> dict[str, SymbolSpan]:
+        return self._fact("symbols", cursor, lambda c: _symbols(c, self.tables(c)))
+
+    def newest_arrival(self, cursor: duckdb.DuckDBPyConnection) -> datetime | None:
+        """When the newest tick of this build arrived on the stream (Kinesis arrival time)."""
+        return self._fact("newest_arrival", cursor, lambda c: _newest_arrival(c, self.tables(c)))
+
+
+def _tables(cursor: duckdb.DuckDBPyConnection) -> frozenset[str]:
+    rows = cursor.execute(
+        "select table_name from duckdb_tables() where database_name = current_database()"
+    ).fetchall()
+    return frozenset(name for (name,) in rows)
+
+
+def _newest_arrival(cursor: duckdb.DuckDBPyConnection, tables: frozenset[str]) -> datetime | None:
+    if "stg_lake__ticks" not in tables:
+        return None
+    return cursor.execute("select max(arrival_ts) from stg_lake__ticks").fetchone()[0]
+
+
+def _symbols(cursor: duckdb.DuckDBPyConnection, tables: frozenset[str]) -> dict[str, SymbolSpan]:
+    parts = []
+    if "stg_lake__ticks" in tables:
+        parts.append(
+            "select symbol, min(ts) as first_tick_ts, max(ts) as last_tick_ts,"
+            " null::date as first_trade_date, null::date as last_trade_date"
+            " from stg_lake__ticks group by symbol"
         )
-        return frozenset(name for (name,) in rows.fetchall())
-
-    @cached_property
-    def newest_arrival(self) -> datetime | None:
-        """When the newest tick in this snapshot arrived on the stream (Kinesis arrival time)."""
-        if "stg_lake__ticks" not in self.tables:
-            return None
-        (newest,) = self.cursor().execute("select max(arrival_ts) from stg_lake__ticks").fetchone()
-        return newest
-
-    @cached_property
-    def symbols(self) -> dict[str, SymbolSpan]:
-        parts = []
-        if "stg_lake__ticks" in self.tables:
-            parts.append(
-                "select symbol, min(ts) as first_tick_ts, max(ts) as last_tick_ts,"
-                " null::date as first_trade_date, null::date as last_trade_date"
-                " from stg_lake__ticks group by symbol"
-            )
-        if "daily_history" in self.tables:
-            parts.append(
-                "select symbol, null::timestamptz, null::timestamptz,"
-                " min(trade_date), max(trade_date) from daily_history group by symbol"
-            )
-        if not parts:
-            return {}
-        rows = self.cursor().execute(
-            f"""
-            select symbol, max(first_tick_ts), max(last_tick_ts),
-                max(first_trade_date), max(last_trade_date)
-            from ({" union all ".join(parts)})
-            group by symbol
-            order by symbol
-            """
+    if "daily_history" in tables:
+        parts.append(
+            "select symbol, null::timestamptz, null::timestamptz,"
+            " min(trade_date), max(trade_date) from daily_history group by symbol"
         )
-        return {row[0]: SymbolSpan(*row) for row in rows.fetchall()}
-
-
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
+    if not parts:
+        return {}
+    rows = cursor.execute(
+        f"""
+        select symbol, max(first_tick_ts), max(last_tick_ts),
+            max(first_trade_date), max(last_trade_date)
+        from ({" union all ".join(parts)})
+        group by symbol
+        order by symbol
+        """
+    ).fetchall()
+    return {row[0]: SymbolSpan(*row) for row in rows}
 
 
 class Warehouse:
-    """The pinned connection of the newest published snapshot, re-checked at most once a second."""
+    """Cursors on the newest complete build, for the requests of one server process."""
 
-    def __init__(self, check_every: float = CHECK_EVERY_SECONDS):
-        self._check_every = check_every
+    def __init__(self):
         self._lock = threading.Lock()
-        self._pinned: Pinned | None = None
-        self._checked_at = float("-inf")
+        self._reader: Reader | None = None
+        self._pinned: OrderedDict[str, Pinned] = OrderedDict()
 
-    def pinned(self) -> Pinned:
+    def _open(self) -> Reader:
+        # Opened on first use, not at start-up: the server may start before the first build.
         with self._lock:
-            if time.monotonic() - self._checked_at >= self._check_every:
-                self._refresh()
-            if self._pinned is None:
-                raise WarehouseError("the warehouse has no complete build yet")
-            return self._pinned
-
-    def _refresh(self) -> None:
-        snapshot = published_snapshot()
-        self._checked_at = time.monotonic()
-        if snapshot is None or (self._pinned and self._pinned.snapshot == snapshot):
-            return
-        # The previous connection closes once the requests still using it let it go.
-        self._pinned = Pinned(connect(), snapshot)
+            if self._reader is None:
+                self._reader = Reader()
+            return self._reader
 
     @contextmanager
     def cursor(self) -> Iterator[tuple[duckdb.DuckDBPyConnection, Pinned]]:
-        pinned = self.pinned()
-        cursor = pinned.cursor()
+        """A cursor on the newest complete build, and that build."""
+        cursor = self._open().cursor()
         try:
-            yield cursor, pinned
+            (catalog,) = cursor.execute("select current_database()").fetchone()
+            yield cursor, self._pinned_for(catalog, cursor)
         finally:
             cursor.close()
+
+    def _pinned_for(self, catalog: str, cursor: duckdb.DuckDBPyConnection) -> Pinned:
+        if catalog == ALIAS:  # the Reader's unpinned attachment: nothing is complete yet
+            raise WarehouseError("the warehouse has no complete build yet")
+        with self._lock:
+            pinned = self._pinned.get(catalog)
+            if pinned is None:
+                snapshot_id = int(catalog.removeprefix(f"{ALIAS}_"))
+                (built_at,) = cursor.execute(
+                    f"select snapshot_time from {ALIAS}.snapshots() where snapshot_id = $id",
+                    {"id": snapshot_id},
+                ).fetchone()
+                pinned = self._pinned[catalog] = Pinned(Snapshot(snapshot_id, built_at))
+                while len(self._pinned) > KEEP:
+                    self._pinned.popitem(last=False)
+            return pinned
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()

@@ -5,7 +5,6 @@ history from daily_bars and dbt; the alerts from the real ledger and SNS. Buildi
 while, so each test module shares one warehouse and one server.
 """
 
-import os
 import subprocess
 import sys
 import time
@@ -13,8 +12,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
-import dagster as dg
-import duckdb
 import pandas as pd
 import pytest
 import requests
@@ -24,6 +21,7 @@ from stock_pipeline.defs.transform.assets import daily_bar_models
 from stock_pipeline.producer.synthetic import SyntheticMarket
 from stock_pipeline.provision import provision
 from stock_pipeline.resources.alerts import Alert, AlertsResource
+from stock_pipeline.resources.warehouse import connect
 from stock_pipeline.settings import setting
 from tests.conftest import _free_port, clean_pipeline_env
 from tests.helpers import StreamIngest
@@ -42,8 +40,7 @@ def market_ticks(start: datetime, minutes: int, seed: int = 5) -> list[dict]:
 
 def read_warehouse(sql: str, params: list | dict | None = None) -> pd.DataFrame:
     """A query made directly on the warehouse, as a notebook would: what the API must equal."""
-    with duckdb.connect(os.environ["DUCKDB_DATABASE"], read_only=True) as con:
-        con.execute("set TimeZone = 'UTC'")
+    with connect() as con:
         return con.execute(sql, params or []).df()
 
 
@@ -74,7 +71,7 @@ class Market:
 
     def __init__(self):
         self.ingest = StreamIngest()
-        self.warehouse = Warehouse()
+        self.warehouse = Warehouse(self.ingest.instance)
         self.alerts = AlertsResource(
             topic_name=setting("ALERTS_TOPIC"), ledger_bucket=setting("LAKE_BUCKET")
         )
@@ -84,7 +81,7 @@ class Market:
         self.warehouse.build()
 
     def add_daily_history(self, first: str, last: str) -> None:
-        assert materialize_days(first, last, dg.DagsterInstance.ephemeral()).success
+        assert materialize_days(first, last, self.ingest.instance).success
         self.warehouse.build(models=(daily_bar_models,))
 
 

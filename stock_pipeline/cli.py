@@ -209,9 +209,7 @@ def serve(args) -> None:
 
     from stock_pipeline.serve.app import create_app
 
-    print(
-        f"Dashboard and API on http://{args.host}:{args.port} (OpenAPI docs at /docs)", flush=True
-    )
+    print(f"Dashboard and API on http://{args.host}:{args.port} (API docs: /docs)", flush=True)
     uvicorn.run(create_app(), host=args.host, port=args.port, access_log=False)
 
 

@@ -214,7 +214,7 @@ def create_app(warehouse: Warehouse | None = None, ledger: SentAlerts | None = N
     def health():
         """How far the marts are behind the stream, and when each mart was last built."""
         with warehouse.cursor() as (cursor, pinned):
-            builds = queries.mart_builds(cursor, pinned)
+            builds = pinned.memo("mart_builds", cursor, lambda c: queries.mart_builds(c, pinned))
             newest = pinned.newest_arrival(cursor)
         now = datetime.now(UTC)
         lag = (now - newest).total_seconds() if newest else None

@@ -8,6 +8,7 @@ from datetime import datetime
 import duckdb
 import pyarrow as pa
 
+from stock_pipeline.resources.warehouse import ALIAS
 from stock_pipeline.serve.snapshot import Pinned, SymbolSpan
 
 MARTS = ("minute_bars", "moving_averages", "daily_prices", "latest_quotes", "daily_history")
@@ -131,16 +132,41 @@ def bars(
     ).fetch_arrow_table()
 
 
+# The snapshot changes that write a table's rows, and those that name a table they create.
+ROW_CHANGES = ("tables_inserted_into", "tables_deleted_from", "inlined_insert", "inlined_delete")
+MART_BUILDS = f"""
+    with entries as (
+        select snapshot_id, snapshot_time, unnest(map_entries(changes)) as entry
+        from {ALIAS}.snapshots()
+        where snapshot_id <= $snapshot_id
+    ),
+
+    changes as (
+        select snapshot_id, snapshot_time, entry.key as kind, unnest(entry.value) as target
+        from entries
+    )
+
+    select tables.table_name, max(changes.snapshot_time) as changed_at
+    from changes
+    inner join __ducklake_metadata_{ALIAS}.ducklake_table as tables
+        on (
+            changes.kind in {ROW_CHANGES}
+            and try_cast(changes.target as bigint) = tables.table_id
+            and tables.begin_snapshot <= changes.snapshot_id
+            and (tables.end_snapshot is null or changes.snapshot_id < tables.end_snapshot)
+        ) or (
+            changes.kind = 'tables_created'
+            and changes.target = 'main.' || tables.table_name
+            and tables.begin_snapshot = changes.snapshot_id
+        )
+    where list_contains($marts, tables.table_name)
+    group by tables.table_name
+"""
+
+
 def mart_builds(cursor: duckdb.DuckDBPyConnection, pinned: Pinned) -> dict[str, datetime | None]:
-    """When a build last changed each mart."""
-    loaded = {
-        "minute_bars": "max(loaded_at)",
-        "moving_averages": "max(loaded_at)",
-        "daily_prices": "max(loaded_at)",
-        "latest_quotes": "max(updated_at)",
-    }
-    builds: dict[str, datetime | None] = dict.fromkeys(MARTS)
-    for mart, expression in loaded.items():
-        if mart in pinned.tables:
-            (builds[mart],) = cursor.execute(f"select {expression} from {mart}").fetchone()
-    return builds
+    """When a commit up to this build last changed each mart (DuckLake's snapshot log)."""
+    rows = cursor.execute(
+        MART_BUILDS, {"snapshot_id": pinned.snapshot.snapshot_id, "marts": list(MARTS)}
+    ).fetchall()
+    return {**dict.fromkeys(MARTS), **dict(rows)}

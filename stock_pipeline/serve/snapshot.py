@@ -35,24 +35,25 @@ class Pinned:
 
     def __init__(self, snapshot: Snapshot):
         self.snapshot = snapshot
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a fact may be computed from another
         self._facts: dict[str, object] = {}
 
-    def _fact(self, name: str, cursor: duckdb.DuckDBPyConnection, compute):
+    def memo(self, name: str, cursor: duckdb.DuckDBPyConnection, compute):
+        """`compute(cursor)`, once for this build."""
         with self._lock:
             if name not in self._facts:
                 self._facts[name] = compute(cursor)
             return self._facts[name]
 
     def tables(self, cursor: duckdb.DuckDBPyConnection) -> frozenset[str]:
-        return self._fact("tables", cursor, _tables)
+        return self.memo("tables", cursor, _tables)
 
     def symbols(self, cursor: duckdb.DuckDBPyConnection) -> dict[str, SymbolSpan]:
-        return self._fact("symbols", cursor, lambda c: _symbols(c, self.tables(c)))
+        return self.memo("symbols", cursor, lambda c: _symbols(c, self.tables(c)))
 
     def newest_arrival(self, cursor: duckdb.DuckDBPyConnection) -> datetime | None:
         """When the newest tick of this build arrived on the stream (Kinesis arrival time)."""
-        return self._fact("newest_arrival", cursor, lambda c: _newest_arrival(c, self.tables(c)))
+        return self.memo("newest_arrival", cursor, lambda c: _newest_arrival(c, self.tables(c)))
 
 
 def _tables(cursor: duckdb.DuckDBPyConnection) -> frozenset[str]:
@@ -115,6 +116,8 @@ class Warehouse:
         """A cursor on the newest complete build, and that build."""
         cursor = self._open().cursor()
         try:
+            # A cursor starts in the machine's time zone: answers are in UTC wherever it runs.
+            cursor.execute("set timezone = 'UTC'")
             (catalog,) = cursor.execute("select current_database()").fetchone()
             yield cursor, self._pinned_for(catalog, cursor)
         finally:

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from stock_pipeline.resources.alerts import asdict
+from stock_pipeline.resources.warehouse import connect, published_snapshot
 from tests.serve.conftest import (
     START,
     SYMBOLS,
@@ -216,12 +217,37 @@ def test_sent_alerts_newest_first_and_filtered(api):
 
 def test_health_tells_how_fresh_each_mart_is(api):
     body = json_of(api, "/v1/health")
-    builds = {m["name"]: m["last_materialized_at"] for m in body["marts"]}
-    assert set(builds) == {
-        "minute_bars", "moving_averages", "daily_prices", "latest_quotes", "daily_history"
-    }  # fmt: skip
-    (updated,) = read_warehouse("select max(updated_at) from latest_quotes").iloc[0]
-    assert datetime.fromisoformat(builds["latest_quotes"]) == updated
+    published = published_snapshot()
+    assert body["snapshot_id"] == published.snapshot_id
+    assert datetime.fromisoformat(body["as_of"]) == published.built_at
+    # Independently of the snapshot log the API reads: the incremental marts' own change feeds,
+    # and the commit that created the tables dbt rebuilds whole.
+    expected = {}
+    with connect() as con:
+        for mart in ("minute_bars", "moving_averages", "daily_prices"):
+            (expected[mart],) = con.execute(
+                f"""
+                select snapshot_time from warehouse.snapshots() where snapshot_id = (
+                    select max(snapshot_id) from warehouse.table_changes('{mart}', 0, $id)
+                )
+                """,
+                {"id": published.snapshot_id},
+            ).fetchone()
+        for mart in ("latest_quotes", "daily_history"):
+            (expected[mart],) = con.execute(
+                """
+                select snapshot_time from warehouse.snapshots() where snapshot_id = (
+                    select begin_snapshot from __ducklake_metadata_warehouse.ducklake_table
+                    where table_name = $mart and end_snapshot is null
+                )
+                """,
+                {"mart": mart},
+            ).fetchone()
+    builds = {m["name"]: datetime.fromisoformat(m["last_materialized_at"]) for m in body["marts"]}
+    assert builds == expected
+    assert builds["daily_history"] > builds["latest_quotes"]  # built after the ticks
+    age = body["latest_quotes_age_seconds"]
+    assert 0 < age < (datetime.now(UTC) - builds["latest_quotes"]).total_seconds()
     assert body["stream"]["consuming"] is True  # the ticks arrived seconds ago
     assert body["stream"]["lag_seconds"] < body["stream"]["max_lag_seconds"]
     assert body["status"] == "ok"

@@ -10,5 +10,5 @@ def test_no_build_yet_is_a_clear_503(aws_env):
         for path in ("/v1/quotes/latest", "/v1/bars/AAPL", "/v1/symbols", "/v1/health"):
             response = requests.get(f"{url}{path}", timeout=10)
             assert response.status_code == 503, path
-            assert response.json() == {"detail": "the warehouse has no complete build yet"}
+            assert "no warehouse there yet" in response.json()["detail"], path
         assert requests.get(url, timeout=10).status_code == 200  # the page itself is there

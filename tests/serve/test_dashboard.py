@@ -101,6 +101,7 @@ def test_dashboard_draws_switches_and_updates_live_under_zoom(market, browser, t
         assert page.evaluate(f"{CHART}.layout.xaxis.range") == zoomed  # ...under the same zoom
         assert page.evaluate(f"{CHART}.layout.xaxis.autorange") is False
 
+        page.mouse.move(0, 0)  # no hover label in the picture
         page.screenshot(path=tmp_path / "dashboard.png")
         assert (tmp_path / "dashboard.png").stat().st_size > 10_000
         page.close()

@@ -12,6 +12,7 @@ and 300 ms for one symbol-day of minute bars, at least 200 requests/s, at most 3
 Usage: python benchmarks/serve_latency.py [requests per endpoint]
 """
 
+import json
 import socket
 import statistics
 import subprocess
@@ -57,8 +58,8 @@ class Writer(threading.Thread):
 
     def run(self) -> None:
         while not self.stopping.is_set():
-            self.lake.batch(BATCH_TICKS)
-            self.builds.append(dbt(*BUILD))
+            objects = self.lake.batch(BATCH_TICKS)  # passed to dbt as the Dagster step does
+            self.builds.append(dbt(*BUILD, "--vars", json.dumps({"lake_objects": objects})))
 
 
 def percentiles(seconds: list[float]) -> tuple[float, float]:
@@ -107,7 +108,7 @@ def main() -> None:
 
             warehouse = Warehouse()
             direct = {
-                "quotes/latest": lambda: direct_query(warehouse, queries.latest_quotes, None),
+                "quotes/latest": lambda: direct_query(warehouse, queries.latest_quotes),
                 "bars 1Min, a symbol-day": lambda: direct_query(
                     warehouse, queries.bars, SYMBOL, "1Min", start, end, None, 10_001
                 ),
@@ -133,7 +134,8 @@ def main() -> None:
 
 def direct_query(warehouse: Warehouse, query, *args) -> None:
     """The API's own query, on a cursor of the pinned snapshot, without HTTP and JSON."""
-    with warehouse.cursor() as (cursor, pinned):
+    pinned = warehouse.pinned()
+    with pinned.cursor() as cursor:
         query(cursor, pinned, *args).to_pylist()
 
 

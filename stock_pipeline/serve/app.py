@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 
 import plotly
 import pyarrow as pa
+import pyarrow.compute as pc
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
@@ -72,15 +73,14 @@ def create_app(warehouse: Warehouse | None = None, ledger: SentAlerts | None = N
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
-    def known(cursor, pinned: Pinned, symbol: str) -> None:
-        if symbol not in pinned.symbols(cursor):
+    def known(pinned: Pinned, symbol: str) -> None:
+        if symbol not in pinned.symbols():
             raise HTTPException(404, f"symbol: {symbol!r} is not in the warehouse")
 
     @app.get("/v1/symbols", response_model=models.Symbols, tags=["market data"])
     def list_symbols(format: Format = FORMAT):
         """Each symbol in the warehouse with its first and last tick time and daily-bar dates."""
-        with warehouse.cursor() as (cursor, pinned):
-            rows = queries.symbols(pinned.symbols(cursor))
+        rows = queries.symbols(warehouse.pinned().symbols())
         if format != "json":
             return file_response(rows, format, "symbols")
         return {"symbols": rows.to_pylist()}
@@ -104,11 +104,14 @@ def create_app(warehouse: Warehouse | None = None, ledger: SentAlerts | None = N
             malformed = [s for s in wanted if not re.match(SYMBOL_PATTERN, s)]
             if malformed or not wanted:
                 raise BadParameter("symbols", f"not ticker symbols: {malformed or symbols!r}")
-        with warehouse.cursor() as (cursor, pinned):
-            for symbol in wanted or ():
-                known(cursor, pinned, symbol)
-            rows = queries.latest_quotes(cursor, pinned, wanted)
-            newest = pinned.newest_arrival(cursor)
+        pinned = warehouse.pinned()
+        for symbol in wanted or ():
+            known(pinned, symbol)
+        # The hot read of every open dashboard, the same for all requests on a build: read once.
+        rows = pinned.memo("latest_quotes", lambda c: queries.latest_quotes(c, pinned))
+        if rows is not None and wanted is not None:
+            rows = rows.filter(pc.is_in(rows["symbol"], value_set=pa.array(wanted)))
+        newest = pinned.newest_arrival()
         snapshot = pinned.snapshot
         lag = (datetime.now(UTC) - newest).total_seconds() if newest else None
         if format != "json":
@@ -155,8 +158,9 @@ def create_app(warehouse: Warehouse | None = None, ledger: SentAlerts | None = N
         if start and end and end <= start:
             raise BadParameter("end", f"must be after start ({end} <= {start})")
         after = _page_after(page_token, symbol, timeframe) if page_token else None
-        with warehouse.cursor() as (cursor, pinned):
-            known(cursor, pinned, symbol)
+        pinned = warehouse.pinned()
+        known(pinned, symbol)
+        with pinned.cursor() as cursor:
             rows = queries.bars(cursor, pinned, symbol, timeframe, start, end, after, limit + 1)
         rows = rows if rows is not None else pa.table({"ts": pa.array([], pa.timestamp("us"))})
         next_token = None
@@ -193,8 +197,7 @@ def create_app(warehouse: Warehouse | None = None, ledger: SentAlerts | None = N
     ):
         """The alerts that were sent (SNS accepted them), newest first, from the alert ledger."""
         if symbol is not None:
-            with warehouse.cursor() as (cursor, pinned):
-                known(cursor, pinned, symbol)
+            known(warehouse.pinned(), symbol)
         selected = [
             alert
             for alert in ledger.newest_first()
@@ -213,9 +216,9 @@ def create_app(warehouse: Warehouse | None = None, ledger: SentAlerts | None = N
     @app.get("/v1/health", response_model=models.Health, tags=["operations"])
     def health():
         """How far the marts are behind the stream, and when each mart was last built."""
-        with warehouse.cursor() as (cursor, pinned):
-            builds = pinned.memo("mart_builds", cursor, lambda c: queries.mart_builds(c, pinned))
-            newest = pinned.newest_arrival(cursor)
+        pinned = warehouse.pinned()
+        builds = pinned.memo("mart_builds", lambda c: queries.mart_builds(c, pinned))
+        newest = pinned.newest_arrival()
         now = datetime.now(UTC)
         lag = (now - newest).total_seconds() if newest else None
         max_lag = float(setting("LATEST_QUOTES_MAX_AGE_MINUTES")) * 60

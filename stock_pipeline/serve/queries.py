@@ -98,16 +98,12 @@ def symbols(spans_by_symbol: dict[str, SymbolSpan]) -> pa.Table:
     )
 
 
-def latest_quotes(
-    cursor: duckdb.DuckDBPyConnection, pinned: Pinned, wanted: list[str] | None
-) -> pa.Table | None:
-    """The latest_quotes rows of `wanted` (every symbol if None); None without the mart."""
-    if "latest_quotes" not in pinned.tables(cursor):
+def latest_quotes(cursor: duckdb.DuckDBPyConnection, pinned: Pinned) -> pa.Table | None:
+    """Every latest_quotes row, by symbol; None without the mart."""
+    if "latest_quotes" not in pinned.tables():
         return None
-    where = "where list_contains($symbols, symbol)" if wanted is not None else ""
-    params = {"symbols": wanted} if wanted is not None else {}
-    sql = f"select {QUOTE_COLUMNS} from latest_quotes {where} order by symbol"
-    return cursor.execute(sql, params).fetch_arrow_table()
+    sql = f"select {QUOTE_COLUMNS} from latest_quotes order by symbol"
+    return cursor.execute(sql).fetch_arrow_table()
 
 
 def bars(
@@ -122,7 +118,7 @@ def bars(
 ) -> pa.Table | None:
     """Bars in [start, end) after `after`, oldest first, at most `limit`; None without the mart."""
     table, ts, sql = TIMEFRAMES[timeframe]
-    if table not in pinned.tables(cursor):
+    if table not in pinned.tables():
         return None
     bounds = {"start": (">=", start), "end": ("<", end), "after": (">", after)}
     conditions = "".join(f" and {ts} {op} ${name}" for name, (op, value) in bounds.items() if value)

@@ -31,29 +31,42 @@ class SymbolSpan:
 
 
 class Pinned:
-    """One complete build, and what its requests share; computed on first use, then kept."""
+    """One complete build: cursors on it, and what its requests share, computed on first use."""
 
-    def __init__(self, snapshot: Snapshot):
+    def __init__(self, snapshot: Snapshot, reader: Reader):
         self.snapshot = snapshot
+        self._reader = reader
         self._lock = threading.RLock()  # a fact may be computed from another
         self._facts: dict[str, object] = {}
 
-    def memo(self, name: str, cursor: duckdb.DuckDBPyConnection, compute):
-        """`compute(cursor)`, once for this build."""
+    @contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        cursor = self._reader.cursor()
+        try:
+            # On this build even if a newer one landed since; in UTC wherever the server runs.
+            cursor.execute(f"use {ALIAS}_{self.snapshot.snapshot_id}")
+            cursor.execute("set timezone = 'UTC'")
+            yield cursor
+        finally:
+            cursor.close()
+
+    def memo(self, name: str, compute):
+        """`compute(cursor)` on this build, once."""
         with self._lock:
             if name not in self._facts:
-                self._facts[name] = compute(cursor)
+                with self.cursor() as cursor:
+                    self._facts[name] = compute(cursor)
             return self._facts[name]
 
-    def tables(self, cursor: duckdb.DuckDBPyConnection) -> frozenset[str]:
-        return self.memo("tables", cursor, _tables)
+    def tables(self) -> frozenset[str]:
+        return self.memo("tables", _tables)
 
-    def symbols(self, cursor: duckdb.DuckDBPyConnection) -> dict[str, SymbolSpan]:
-        return self.memo("symbols", cursor, lambda c: _symbols(c, self.tables(c)))
+    def symbols(self) -> dict[str, SymbolSpan]:
+        return self.memo("symbols", lambda c: _symbols(c, self.tables()))
 
-    def newest_arrival(self, cursor: duckdb.DuckDBPyConnection) -> datetime | None:
+    def newest_arrival(self) -> datetime | None:
         """When the newest tick of this build arrived on the stream (Kinesis arrival time)."""
-        return self.memo("newest_arrival", cursor, lambda c: _newest_arrival(c, self.tables(c)))
+        return self.memo("newest_arrival", lambda c: _newest_arrival(c, self.tables()))
 
 
 def _tables(cursor: duckdb.DuckDBPyConnection) -> frozenset[str]:
@@ -97,12 +110,24 @@ def _symbols(cursor: duckdb.DuckDBPyConnection, tables: frozenset[str]) -> dict[
 
 
 class Warehouse:
-    """Cursors on the newest complete build, for the requests of one server process."""
+    """The newest complete build, for the requests of one server process."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._reader: Reader | None = None
-        self._pinned: OrderedDict[str, Pinned] = OrderedDict()
+        self._pinned: OrderedDict[int, Pinned] = OrderedDict()
+
+    def pinned(self) -> Pinned:
+        snapshot = self._open().snapshot()
+        if snapshot is None:  # the catalog exists, but no build has completed yet
+            raise WarehouseError("the warehouse has no complete build yet")
+        with self._lock:
+            pinned = self._pinned.get(snapshot.snapshot_id)
+            if pinned is None:
+                pinned = self._pinned[snapshot.snapshot_id] = Pinned(snapshot, self._reader)
+                while len(self._pinned) > KEEP:
+                    self._pinned.popitem(last=False)
+            return pinned
 
     def _open(self) -> Reader:
         # Opened on first use, not at start-up: the server may start before the first build.
@@ -110,34 +135,6 @@ class Warehouse:
             if self._reader is None:
                 self._reader = Reader()
             return self._reader
-
-    @contextmanager
-    def cursor(self) -> Iterator[tuple[duckdb.DuckDBPyConnection, Pinned]]:
-        """A cursor on the newest complete build, and that build."""
-        cursor = self._open().cursor()
-        try:
-            # A cursor starts in the machine's time zone: answers are in UTC wherever it runs.
-            cursor.execute("set timezone = 'UTC'")
-            (catalog,) = cursor.execute("select current_database()").fetchone()
-            yield cursor, self._pinned_for(catalog, cursor)
-        finally:
-            cursor.close()
-
-    def _pinned_for(self, catalog: str, cursor: duckdb.DuckDBPyConnection) -> Pinned:
-        if catalog == ALIAS:  # the Reader's unpinned attachment: nothing is complete yet
-            raise WarehouseError("the warehouse has no complete build yet")
-        with self._lock:
-            pinned = self._pinned.get(catalog)
-            if pinned is None:
-                snapshot_id = int(catalog.removeprefix(f"{ALIAS}_"))
-                (built_at,) = cursor.execute(
-                    f"select snapshot_time from {ALIAS}.snapshots() where snapshot_id = $id",
-                    {"id": snapshot_id},
-                ).fetchone()
-                pinned = self._pinned[catalog] = Pinned(Snapshot(snapshot_id, built_at))
-                while len(self._pinned) > KEEP:
-                    self._pinned.popitem(last=False)
-            return pinned
 
     def close(self) -> None:
         if self._reader is not None:

@@ -109,19 +109,21 @@ def create_app(warehouse: Warehouse | None = None, ledger: SentAlerts | None = N
             known(pinned, symbol)
         # The hot read of every open dashboard, the same for all requests on a build: read once.
         rows = pinned.memo("latest_quotes", lambda c: queries.latest_quotes(c, pinned))
-        if rows is not None and wanted is not None:
-            rows = rows.filter(pc.is_in(rows["symbol"], value_set=pa.array(wanted)))
+        rows = rows if rows is not None else pa.table({"symbol": pa.array([], pa.string())})
         newest = pinned.newest_arrival()
         snapshot = pinned.snapshot
         lag = (datetime.now(UTC) - newest).total_seconds() if newest else None
         if format != "json":
+            if wanted is not None:
+                rows = rows.filter(pc.is_in(rows["symbol"], value_set=pa.array(wanted)))
             headers = {"X-As-Of": snapshot.built_at.isoformat(), "X-Lag-Seconds": f"{lag}"}
-            return file_response(_or_empty(rows), format, "latest_quotes", headers)
+            return file_response(rows, format, "latest_quotes", headers)
+        quotes = pinned.memo("latest_quotes_json", lambda _: rows.to_pylist())
         return {
             "as_of": snapshot.built_at,
             "snapshot_id": snapshot.snapshot_id,
             "lag_seconds": lag,
-            "quotes": rows.to_pylist() if rows is not None else [],
+            "quotes": quotes if wanted is None else [q for q in quotes if q["symbol"] in wanted],
         }
 
     @app.get(
@@ -269,10 +271,6 @@ _ALERT_SCHEMA = pa.schema(
         ("sent_at", pa.timestamp("us", "UTC")),
     ]
 )
-
-
-def _or_empty(rows: pa.Table | None) -> pa.Table:
-    return rows if rows is not None else pa.table({})
 
 
 def _page_token(symbol: str, timeframe: str, after: datetime) -> str:

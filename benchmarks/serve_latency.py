@@ -12,7 +12,6 @@ and 300 ms for one symbol-day of minute bars, at least 200 requests/s, at most 3
 Usage: python benchmarks/serve_latency.py [requests per endpoint]
 """
 
-import json
 import socket
 import statistics
 import subprocess
@@ -59,7 +58,7 @@ class Writer(threading.Thread):
     def run(self) -> None:
         while not self.stopping.is_set():
             objects = self.lake.batch(BATCH_TICKS)  # passed to dbt as the Dagster step does
-            self.builds.append(dbt(*BUILD, "--vars", json.dumps({"lake_objects": objects})))
+            self.builds.append(dbt(*BUILD, lake_objects=objects))
 
 
 def percentiles(seconds: list[float]) -> tuple[float, float]:

@@ -1,7 +1,7 @@
 """The FastAPI app: `/v1/...` JSON, CSV and Parquet from the warehouse, the dashboard at `/`.
 
-It only reads: the warehouse through one connection per published snapshot (a cursor per
-request), and the alert ledger in the lake bucket.
+It only reads: the warehouse, each request on the newest complete build (serve/snapshot.py), and
+the alert ledger in the lake bucket.
 """
 
 import base64
@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
+import duckdb
 import plotly
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -72,6 +73,12 @@ def create_app(warehouse: Warehouse | None = None, ledger: SentAlerts | None = N
     @app.exception_handler(LedgerError)
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    @app.exception_handler(duckdb.Error)
+    async def read_failed(request: Request, exc: duckdb.Error) -> JSONResponse:
+        # E.g. a build detached under a request that outlived it: the next request reads anew.
+        detail = f"warehouse read failed: {str(exc).splitlines()[0]}"
+        return JSONResponse({"detail": detail}, status_code=503)
 
     def known(pinned: Pinned, symbol: str) -> None:
         if symbol not in pinned.symbols():

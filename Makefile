@@ -4,10 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# checkov lives in its own venv: its pinned tree conflicts with ours (boto3).
+LINT_VENV := .venv-lint
+LINT_STAMP := $(LINT_VENV)/.installed-stamp
 AWS_PORT ?= 4566
 BENCHMARKS := ingest_decode dbt_incremental dbt_full_refresh freshness
 
-.PHONY: help install system-deps dev test lint format validate docs local-aws provision produce alerts bench lock clean
+.PHONY: help install system-deps dev test infra-lint lint format validate docs local-aws provision produce alerts bench lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,7 +40,18 @@ system-deps: ## install the system packages the tests use (PostgreSQL, Chromium)
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		$$SUDO apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES)
 
-test: $(STAMP) system-deps ## run the test suite against a throwaway emulator
+$(LINT_STAMP): .ci/lint-constraints.txt
+	$(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/pip install --quiet --upgrade pip
+	$(LINT_VENV)/bin/pip install --quiet -r .ci/lint-constraints.txt
+	touch $@
+
+infra-lint: $(STAMP) $(LINT_STAMP) ## cfn-lint and checkov on infra/stack.yaml: zero findings
+	$(BIN)/cfn-lint infra/stack.yaml
+	$(LINT_VENV)/bin/checkov --file infra/stack.yaml --framework cloudformation --compact --quiet \
+		--skip-download
+
+test: $(STAMP) system-deps infra-lint ## lint the template, run the test suite against a throwaway emulator
 	$(BIN)/pytest
 
 lint: $(STAMP) ## ruff and sqlfluff
@@ -78,4 +92,4 @@ lock: ## re-resolve dependencies and rewrite .ci/constraints.txt (the tested res
 	/tmp/stock-pipeline-lock/bin/pip freeze --exclude-editable > .ci/constraints.txt
 
 clean: ## remove the virtualenv and local state (.data, .dagster, dbt target)
-	rm -rf $(VENV) .data .dagster dbt_project/target dbt_project/logs
+	rm -rf $(VENV) $(LINT_VENV) .data .dagster dbt_project/target dbt_project/logs

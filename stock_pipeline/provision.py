@@ -5,6 +5,9 @@ template's own constraints before anything is created. The stack is created or u
 for, and its outputs returned; a failed deployment is reported by its failing resources.
 """
 
+import contextlib
+import copy
+import functools
 import ipaddress
 import json
 import logging
@@ -62,7 +65,7 @@ class ProvisionError(Exception):
     """A deployment that cannot start or did not complete; the message says why."""
 
 
-class _TemplateLoader(yaml.SafeLoader):
+class _TemplateLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
     """YAML with CloudFormation's short forms (!Ref, !Sub, ...) as their long forms."""
 
 
@@ -84,6 +87,12 @@ _TemplateLoader.add_multi_constructor("!", _intrinsic)
 
 
 def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    return copy.deepcopy(_parsed(path, path.stat().st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed(path: Path, _mtime_ns: int) -> dict[str, Any]:
+    # Tests provision hundreds of times: parse once per version of the file.
     return yaml.load(path.read_text(), Loader=_TemplateLoader)  # noqa: S506 - a SafeLoader
 
 
@@ -124,15 +133,16 @@ def validate_parameters(template: dict[str, Any], values: dict[str, str]) -> Non
     for name, value in values.items():
         variable = PARAMETERS.get(name)
         if name not in declared:
-            raise ProvisionError(f"unknown parameter {name}; the template declares {sorted(declared)}")
+            raise ProvisionError(f"unknown parameter {name}; the template has {sorted(declared)}")
         spec = declared[name]
         why = spec.get("ConstraintDescription")
         if spec["Type"] == "Number":
             number = float(_number(value, name, variable))
-            if "MinValue" in spec and number < spec["MinValue"]:
-                raise ProvisionError(_invalid(name, variable, value, f"at least {spec['MinValue']}"))
-            if "MaxValue" in spec and number > spec["MaxValue"]:
-                raise ProvisionError(_invalid(name, variable, value, f"at most {spec['MaxValue']}"))
+            low, high = spec.get("MinValue"), spec.get("MaxValue")
+            if low is not None and number < low:
+                raise ProvisionError(_invalid(name, variable, value, f"must be at least {low}"))
+            if high is not None and number > high:
+                raise ProvisionError(_invalid(name, variable, value, f"must be at most {high}"))
         if "AllowedPattern" in spec and not re.fullmatch(spec["AllowedPattern"], value):
             raise ProvisionError(
                 _invalid(name, variable, value, why or f"must match {spec['AllowedPattern']}")
@@ -176,18 +186,39 @@ class Stack:
             for event in page["StackEvents"]:
                 if event.get("ClientRequestToken") not in (token, None):
                     continue
-                if FAILED.search(event["ResourceStatus"]) and event["LogicalResourceId"] != self.name:
+                if event["LogicalResourceId"] == self.name:  # the stack's own events
+                    continue
+                if FAILED.search(event["ResourceStatus"]):
                     failed.append(
                         f"{event['LogicalResourceId']} ({event['ResourceType']}): "
                         f"{event.get('ResourceStatusReason', 'no reason given')}"
                     )
         return list(reversed(failed))  # events come newest first; the first failure is the cause
 
+    def missing(self, template: dict[str, Any]) -> list[str]:
+        """Template resources the stack does not have (moto records no failure events)."""
+        have = {
+            r.get("LogicalResourceId")
+            for r in self.cfn.describe_stack_resources(StackName=self.name)["StackResources"]
+        }
+        return [
+            f"{logical_id} ({resource['Type']}): not created"
+            for logical_id, resource in template["Resources"].items()
+            if logical_id not in have
+            and resource["Type"] not in EMULATOR_DIRECT_TYPES + ("AWS::S3::BucketPolicy",)
+            and "Condition" not in resource
+        ]
+
 
 def deploy(
-    cfn: Any, stack_name: str, template_body: str, parameters: dict[str, str], wait: bool = True
+    cfn: Any,
+    stack_name: str,
+    template_body: str,
+    parameters: dict[str, str],
+    wait: bool = True,
+    poll: tuple[int, int] = (5, 360),
 ) -> str:
-    """Create or update the stack and wait for it; the operation it ran ('create'/'update'/'none')."""
+    """Create or update the stack and wait for it: 'create', 'update' or 'none' (no change)."""
     stack = Stack(cfn, stack_name)
     status = stack.status()
     if status == "ROLLBACK_COMPLETE":  # a failed first create leaves a stack that cannot update
@@ -203,24 +234,30 @@ def deploy(
         "Capabilities": ["CAPABILITY_IAM"],
         "ClientRequestToken": token,
     }
-    if status is None:
-        operation = "create"
-        cfn.create_stack(**request)
-    else:
-        operation = "update"
-        try:
+    operation = "create" if status is None else "update"
+    try:
+        if operation == "create":
+            cfn.create_stack(**request)
+        else:
             cfn.update_stack(**request)
-        except ClientError as err:
-            if "No updates are to be performed" not in str(err):
-                raise
+    except ClientError as err:
+        if "No updates are to be performed" in str(err):
             return "none"
+        # AWS refuses a bad request here; moto also fails here when creating a resource fails.
+        missing = stack.missing(load_template()) if stack.status() else []
+        raise ProvisionError(
+            f"stack {stack_name} {operation} failed: {err}"
+            + "".join(f"\n  {reason}" for reason in missing)
+        ) from None
     if wait:
         try:
+            delay, attempts = poll
             cfn.get_waiter(f"stack_{operation}_complete").wait(
-                StackName=stack_name, WaiterConfig={"Delay": 5, "MaxAttempts": 360}
+                StackName=stack_name, WaiterConfig={"Delay": delay, "MaxAttempts": attempts}
             )
         except WaiterError as err:
-            reasons = stack.failures(token) or [str(err)]
+            template = load_template()
+            reasons = stack.failures(token) or stack.missing(template) or [str(err)]
             raise ProvisionError(
                 f"stack {stack_name} {operation} failed ({stack.status()}):\n  "
                 + "\n  ".join(reasons)
@@ -361,14 +398,13 @@ class EmulatorResources:
 
     def _Athena_WorkGroup(self, _: str, props: dict) -> str:
         athena = self.session.client("athena")
-        try:
+        # It may exist already; moto cannot update a workgroup's configuration.
+        with contextlib.suppress(athena.exceptions.InvalidRequestException):
             athena.create_work_group(
                 Name=props["Name"],
                 Description=props["Description"],
                 Configuration=props["WorkGroupConfiguration"],
             )
-        except athena.exceptions.InvalidRequestException:
-            pass  # it exists; moto cannot update a workgroup's configuration
         return props["Name"]
 
     def _CloudWatch_Alarm(self, logical_id: str, props: dict) -> str:
@@ -393,11 +429,13 @@ def provision(shard_count: int | None = None, wait: bool = True) -> dict[str, st
     parameters = parameters_from_environment(shard_count)
     validate_parameters(template, parameters)
     session = boto3.session.Session()
-    region = session.region_name or setting("AWS_DEFAULT_REGION")
-    session = boto3.session.Session(region_name=region)
+    if session.region_name is None:
+        session = boto3.session.Session(region_name=setting("AWS_DEFAULT_REGION"))
     stack_name = setting("STACK_NAME")
+    # moto deploys within the call, or never: no point waiting minutes for it.
+    poll = (1, 5) if on_emulator() else (5, 360)
     operation = deploy(
-        session.client("cloudformation"), stack_name, template_body, parameters, wait=wait
+        session.client("cloudformation"), stack_name, template_body, parameters, wait, poll
     )
     if on_emulator():
         EmulatorResources(session, stack_name, template, parameters).create()

@@ -243,12 +243,9 @@ def deploy(
     except ClientError as err:
         if "No updates are to be performed" in str(err):
             return "none"
-        # AWS refuses a bad request here; moto also fails here when creating a resource fails.
-        missing = stack.missing(load_template()) if stack.status() else []
-        raise ProvisionError(
-            f"stack {stack_name} {operation} failed: {err}"
-            + "".join(f"\n  {reason}" for reason in missing)
-        ) from None
+        # AWS refuses a bad request here; moto fails here when creating a resource fails (and
+        # then cannot describe the half-made stack, so the error's own words are all there is).
+        raise ProvisionError(f"stack {stack_name} {operation} failed: {err}") from None
     if wait:
         try:
             delay, attempts = poll
@@ -256,8 +253,7 @@ def deploy(
                 StackName=stack_name, WaiterConfig={"Delay": delay, "MaxAttempts": attempts}
             )
         except WaiterError as err:
-            template = load_template()
-            reasons = stack.failures(token) or stack.missing(template) or [str(err)]
+            reasons = stack.failures(token) or stack.missing(load_template()) or [str(err)]
             raise ProvisionError(
                 f"stack {stack_name} {operation} failed ({stack.status()}):\n  "
                 + "\n  ".join(reasons)

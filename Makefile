@@ -74,7 +74,7 @@ docs: $(STAMP) ## dbt docs (lineage, columns, tests) on http://127.0.0.1:8080, o
 local-aws: $(STAMP) .env ## run the AWS emulator in the foreground on AWS_PORT (4566) and provision it
 	$(BIN)/stock-pipeline local-aws --port $(AWS_PORT)
 
-provision: $(STAMP) .env ## create stream, bucket, topic and queue (idempotent)
+provision: $(STAMP) .env ## deploy infra/stack.yaml (create or update) and print its outputs
 	$(BIN)/stock-pipeline provision
 
 produce: $(STAMP) .env ## stream ticks from MARKET_DATA_SOURCE's kind to Kinesis until Ctrl-C

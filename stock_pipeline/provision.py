@@ -413,6 +413,16 @@ class EmulatorResources:
         return name
 
 
+@functools.lru_cache(maxsize=8)
+def _session(*environment: str | None) -> boto3.session.Session:
+    """One session per environment: a new one reloads botocore's service models, which is most
+    of what provisioning the emulator costs (and tests provision it hundreds of times)."""
+    session = boto3.session.Session()
+    if session.region_name is None:
+        session = boto3.session.Session(region_name=setting("AWS_DEFAULT_REGION"))
+    return session
+
+
 def on_emulator() -> bool:
     return bool(os.environ.get("AWS_ENDPOINT_URL"))
 
@@ -424,9 +434,13 @@ def provision(shard_count: int | None = None, wait: bool = True) -> dict[str, st
     template = load_template()
     parameters = parameters_from_environment(shard_count)
     validate_parameters(template, parameters)
-    session = boto3.session.Session()
-    if session.region_name is None:
-        session = boto3.session.Session(region_name=setting("AWS_DEFAULT_REGION"))
+    session = _session(
+        os.environ.get("AWS_ENDPOINT_URL"),
+        os.environ.get("AWS_PROFILE"),
+        os.environ.get("AWS_ACCESS_KEY_ID"),
+        os.environ.get("AWS_SESSION_TOKEN"),
+        os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION"),
+    )
     stack_name = setting("STACK_NAME")
     # moto deploys within the call, or never: no point waiting minutes for it.
     poll = (1, 5) if on_emulator() else (5, 360)

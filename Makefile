@@ -8,9 +8,9 @@ STAMP := $(VENV)/.installed-stamp
 LINT_VENV := .venv-lint
 LINT_STAMP := $(LINT_VENV)/.installed-stamp
 AWS_PORT ?= 4566
-BENCHMARKS := ingest_decode dbt_incremental dbt_full_refresh freshness
+BENCHMARKS := ingest_decode dbt_incremental dbt_full_refresh freshness read_while_writing
 
-.PHONY: help install system-deps dev test infra-lint lint format validate docs local-aws provision produce alerts bench lock clean
+.PHONY: help install system-deps dev test infra-lint lint format validate docs sql local-aws provision produce alerts bench lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -66,10 +66,8 @@ format: $(STAMP) ## apply ruff's formatting and fixes
 validate: $(STAMP) ## dagster definitions validate
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
-# --no-compile and --empty-catalog never open the warehouse: safe while `make dev` runs.
-docs: $(STAMP) ## dbt docs (lineage, columns, tests) on http://127.0.0.1:8080, offline
-	cd dbt_project && ../$(BIN)/dbt docs generate --no-compile --empty-catalog \
-		&& ../$(BIN)/dbt docs serve --host 127.0.0.1 --port 8080 --no-browser
+docs: $(STAMP) .env ## dbt docs (lineage, columns and their types, tests) on http://127.0.0.1:8080
+	$(BIN)/stock-pipeline docs --port 8080
 
 local-aws: $(STAMP) .env ## run the AWS emulator in the foreground on AWS_PORT (4566) and provision it
 	$(BIN)/stock-pipeline local-aws --port $(AWS_PORT)
@@ -79,6 +77,9 @@ provision: $(STAMP) .env ## deploy infra/stack.yaml (create or update) and print
 
 produce: $(STAMP) .env ## stream ticks from MARKET_DATA_SOURCE's kind to Kinesis until Ctrl-C
 	$(BIN)/stock-pipeline produce
+
+sql: $(STAMP) .env ## query the warehouse while the pipeline runs: make sql Q="select * from latest_quotes"
+	$(BIN)/stock-pipeline sql "$(Q)"
 
 alerts: $(STAMP) .env ## print alerts from the local SQS queue as they arrive
 	$(BIN)/stock-pipeline alerts

@@ -1,6 +1,6 @@
 """Test fixtures: a real moto server on a free loopback port, reached over HTTP.
 
-Each test gets a clean emulator (moto's reset API) and its own environment and warehouse file,
+Each test gets a clean emulator (moto's reset API) and its own environment and warehouse catalog,
 so tests do not see each other's streams, objects or alerts.
 """
 
@@ -63,7 +63,9 @@ def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path) -> di
         AWS_ACCESS_KEY_ID="test",
         AWS_SECRET_ACCESS_KEY="test",
         AWS_DEFAULT_REGION="us-east-1",
-        DUCKDB_DATABASE=str(tmp_path / "warehouse.duckdb"),
+        # The warehouse's data files go to the emulated lake bucket, as on AWS.
+        WAREHOUSE_CATALOG=f"sqlite:{tmp_path / 'warehouse.sqlite'}",
+        WAREHOUSE_DATA_PATH="",
         DAGSTER_HOME=str(tmp_path / "dagster_home"),
     )
     (tmp_path / "dagster_home").mkdir()

@@ -19,6 +19,7 @@ from stock_pipeline.defs.quality.checks import minute_bars_anomaly_checks
 from stock_pipeline.defs.quality.health import latest_quotes_freshness_sensor, run_failure_sensor
 from stock_pipeline.defs.transform.assets import daily_bar_models, dbt_project, tick_models
 from stock_pipeline.producer.kinesis import KinesisProducer
+from stock_pipeline.resources import warehouse
 from stock_pipeline.resources.alerts import AlertsResource
 from stock_pipeline.resources.aws import KinesisResource, LakeResource
 from stock_pipeline.resources.dbt_cli import DbtCli
@@ -159,11 +160,12 @@ def run_pipeline(instance: dg.DagsterInstance, tmp_path) -> None:
 
 
 def read_as_the_api_does() -> None:
-    """The reader's calls: the sent alerts from the ledger, as the query API lists them.
-
-    The marts need no AWS call today (a local DuckDB file); once the warehouse is a DuckLake
-    with data files in the bucket, the API's warehouse reads belong here too.
-    """
+    """The reader's calls: the marts through the warehouse's read-only connection, and the sent
+    alerts from the ledger as the query API lists them."""
+    with warehouse.connect() as con:
+        assert con.execute("select count(*) from latest_quotes").fetchone()[0] > 0
+        con.execute("select * from minute_bars where symbol = 'AAPL'").fetchall()
+        con.execute("select * from daily_history").fetchall()
     s3, bucket = boto3.client("s3"), setting("LAKE_BUCKET")
     prefix = "/".join(p for p in (setting("LAKE_PREFIX").strip("/"), "alerts/sent/") if p)
     listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)

@@ -1,14 +1,17 @@
-"""deploy/dagster.yaml: a micro-batch end to end on the production instance, on PostgreSQL."""
+"""deploy/dagster.yaml: a micro-batch end to end on the production instance, on PostgreSQL.
+
+Dagster's storage and the warehouse catalog share one PostgreSQL (one database here), as a
+deployment with several hosts would."""
 
 import shutil
 import subprocess
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pytest
 
 from stock_pipeline.defs.ingest.sensors import kinesis_ticks_sensor
+from stock_pipeline.resources import warehouse
 from stock_pipeline.settings import setting
 from tests.postgres import require_postgres
 from tests.quality.conftest import session_ticks
@@ -34,6 +37,7 @@ def production_instance(provisioned, postgres_database, tmp_path, monkeypatch):
     shutil.copy(DEPLOY, home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("DAGSTER_PG_URL", libpq_url(postgres_database))
+    monkeypatch.setenv("WAREHOUSE_CATALOG", f"postgres:{postgres_database}")
     with dg.DagsterInstance.get() as instance:
         yield instance
 
@@ -84,6 +88,8 @@ def test_a_micro_batch_end_to_end_on_postgres(production_instance, postgres_data
     pool = instance.event_log_storage.get_concurrency_info("duckdb")
     assert (pool.slot_count, pool.limit, pool.claimed_slots) == (1, 1, [])
 
-    with duckdb.connect(setting("DUCKDB_DATABASE"), read_only=True) as con:
+    # The warehouse catalog lives on the same PostgreSQL, its data files in the lake bucket.
+    with warehouse.connect() as con:
         (counted,) = con.execute("select sum(trade_count) from daily_prices").fetchone()
     assert counted == len(ticks)
+    assert int(psql(postgres_database, "select count(*) from ducklake_data_file")) > 0

@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import boto3
 import botocore.session
+import pytest
 
 REGION, ACCOUNT = "us-east-1", "123456789012"  # the emulator's
 
@@ -204,13 +205,12 @@ def _proxy(recorder: Recorder, upstream: str) -> ThreadingHTTPServer:
 
 
 @contextmanager
-def record(upstream: str, monkeypatch) -> Iterator[Recorder]:
+def record(upstream: str) -> Iterator[Recorder]:
     """Record every AWS call made in this process or its children, until the block ends."""
     recorder = Recorder()
     server = _proxy(recorder, upstream)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.server_address[1]}")
     make_session = botocore.session.get_session
 
     def recorded_session(*args, **kwargs):
@@ -219,10 +219,12 @@ def record(upstream: str, monkeypatch) -> Iterator[Recorder]:
         session.register("after-call", recorder.after_call)
         return session
 
-    monkeypatch.setattr(botocore.session, "get_session", recorded_session)
-    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # the next boto3.client() is recorded
     try:
-        yield recorder
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.server_address[1]}")
+            patch.setattr(botocore.session, "get_session", recorded_session)
+            patch.setattr(boto3, "DEFAULT_SESSION", None)  # the next boto3.client() is recorded
+            yield recorder
     finally:
         server.shutdown()
         server.server_close()

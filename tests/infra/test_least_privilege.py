@@ -18,6 +18,7 @@ from stock_pipeline.defs.history.assets import daily_bars
 from stock_pipeline.defs.quality.checks import minute_bars_anomaly_checks
 from stock_pipeline.defs.quality.health import latest_quotes_freshness_sensor, run_failure_sensor
 from stock_pipeline.defs.transform.assets import daily_bar_models, dbt_project, tick_models
+from stock_pipeline.defs.transform.maintenance import warehouse_maintenance_job
 from stock_pipeline.producer.kinesis import KinesisProducer
 from stock_pipeline.resources import warehouse
 from stock_pipeline.resources.alerts import AlertsResource
@@ -114,10 +115,27 @@ def broken_asset() -> None:
     raise RuntimeError("upstream exploded")
 
 
-def run_pipeline(instance: dg.DagsterInstance, tmp_path) -> None:
-    """Everything the Dagster deployment does: sensor, raw_ticks, daily_bars, dbt with its
-    checks and alerts, the freshness and run-failure sensors, each with its real resources."""
+def land_and_build(instance: dg.DagsterInstance) -> None:
+    """A micro-batch as the deployment runs it: the sensor, raw_ticks, then dbt with the
+    anomaly checks and their alerts."""
     assert StreamIngest().drain() > 0  # the sensor, and raw_ticks with its metrics
+    built = dg.materialize(
+        [tick_models, daily_bar_models, minute_bars_anomaly_checks],
+        resources={"dbt": DbtCli(project_dir=dbt_project()), "alerts": alerts_resource()},
+        instance=instance,
+    )
+    assert built.success
+
+
+def alerts_resource() -> AlertsResource:
+    return AlertsResource(
+        topic_name=setting("ALERTS_TOPIC"),
+        ledger_bucket=setting("LAKE_BUCKET"),
+        ledger_prefix=setting("LAKE_PREFIX"),
+    )
+
+
+def load_daily_bars(instance: dg.DagsterInstance) -> None:
     lake = LakeResource(bucket=setting("LAKE_BUCKET"), prefix=setting("LAKE_PREFIX"))
     days = dg.materialize(
         [daily_bars],
@@ -129,22 +147,19 @@ def run_pipeline(instance: dg.DagsterInstance, tmp_path) -> None:
         },
     )
     assert days.success
-    alerts = AlertsResource(
-        topic_name=setting("ALERTS_TOPIC"),
-        ledger_bucket=setting("LAKE_BUCKET"),
-        ledger_prefix=setting("LAKE_PREFIX"),
-    )
-    metrics = MetricsResource(namespace=setting("METRICS_NAMESPACE"))
-    built = dg.materialize(
-        [tick_models, daily_bar_models, minute_bars_anomaly_checks],
-        resources={"dbt": DbtCli(project_dir=dbt_project()), "alerts": alerts},
+
+
+def maintain_and_watch(instance: dg.DagsterInstance) -> None:
+    """The rest of what the deployment does: warehouse maintenance, the freshness and
+    run-failure sensors."""
+    maintained = warehouse_maintenance_job.execute_in_process(
+        run_config={"ops": {"checkpoint_warehouse": {"config": {"retention_hours": 0}}}},
         instance=instance,
     )
-    assert built.success
-    assert not all(e.passed for e in built.get_asset_check_evaluations())  # alerts went out
-
+    assert maintained.success
+    metrics = MetricsResource(namespace=setting("METRICS_NAMESPACE"))
     kinesis = KinesisResource(stream_name=setting("TICKS_STREAM"))
-    resources = {"alerts": alerts, "kinesis": kinesis, "metrics": metrics}
+    resources = {"alerts": alerts_resource(), "kinesis": kinesis, "metrics": metrics}
     latest_quotes_freshness_sensor(dg.build_sensor_context(instance=instance, resources=resources))
     failed = dg.materialize([broken_asset], instance=instance, raise_on_error=False)
     (failure,) = instance.all_logs(failed.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
@@ -154,7 +169,7 @@ def run_pipeline(instance: dg.DagsterInstance, tmp_path) -> None:
             dagster_event=failure.dagster_event,
             dagster_instance=instance,
             dagster_run=instance.get_run_by_id(failed.run_id),
-            resources={"alerts": alerts, "metrics": metrics},
+            resources={"alerts": alerts_resource(), "metrics": metrics},
         ).for_run_failure()
     )
 
@@ -166,17 +181,21 @@ def read_as_the_api_does() -> None:
         assert con.execute("select count(*) from latest_quotes").fetchone()[0] > 0
         con.execute("select * from minute_bars where symbol = 'AAPL'").fetchall()
         con.execute("select * from daily_history").fetchall()
-    s3, bucket = boto3.client("s3"), setting("LAKE_BUCKET")
+    s3 = boto3.client("s3")
+    for key in ledger_sent(s3):
+        s3.get_object(Bucket=setting("LAKE_BUCKET"), Key=key)["Body"].read()
+
+
+def ledger_sent(s3=None) -> list[str]:
+    """The keys of the alert ledger's sent/ records."""
     prefix = "/".join(p for p in (setting("LAKE_PREFIX").strip("/"), "alerts/sent/") if p)
-    listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
-    assert listing.get("Contents"), "the pipeline stage sent alerts"
-    for obj in listing["Contents"]:
-        s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+    listing = (s3 or boto3.client("s3")).list_objects_v2(
+        Bucket=setting("LAKE_BUCKET"), Prefix=prefix
+    )
+    return [obj["Key"] for obj in listing.get("Contents", [])]
 
 
-def test_each_component_is_allowed_exactly_what_it_calls(
-    stack, moto_endpoint, monkeypatch, tmp_path
-):
+def test_each_component_is_allowed_exactly_what_it_calls(stack, moto_endpoint):
     ticks = session_ticks(symbols()[:4], 20, 2.0, inject=("price_jump", "volume_spike"))
     wire = ticks.assign(ts=ticks["ts"].map(lambda t: t.isoformat())).to_dict("records")
     # Not a component: a bad record for the pipeline to quarantine, put before recording.
@@ -184,13 +203,20 @@ def test_each_component_is_allowed_exactly_what_it_calls(
         StreamName=setting("TICKS_STREAM"), Data=b"not json", PartitionKey="AAPL"
     )
 
-    with record(moto_endpoint, monkeypatch) as recorder, dg.DagsterInstance.ephemeral() as instance:
-        with recorder.stage("producer"):
-            KinesisProducer(boto3.client("kinesis"), setting("TICKS_STREAM")).put_ticks(wire)
+    first, second = wire[: len(wire) // 2], wire[len(wire) // 2 :]
+    with record(moto_endpoint) as recorder, dg.DagsterInstance.ephemeral() as instance:
+        for batch in (first, second):  # two batches: maintenance then has files to merge
+            with recorder.stage("producer"):
+                KinesisProducer(boto3.client("kinesis"), setting("TICKS_STREAM")).put_ticks(batch)
+            with recorder.stage("pipeline"):
+                if batch is first:
+                    load_daily_bars(instance)
+                land_and_build(instance)
         with recorder.stage("pipeline"):
-            run_pipeline(instance, tmp_path)
+            maintain_and_watch(instance)
         with recorder.stage("reader"):
             read_as_the_api_does()
+    assert ledger_sent(), "the checks sent alerts"
 
     for component in COMPONENTS:
         calls = implied(recorder.calls[component], stack)

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 LINT_VENV := .venv-lint
 LINT_STAMP := $(LINT_VENV)/.installed-stamp
 AWS_PORT ?= 4566
-BENCHMARKS := ingest_decode dbt_incremental dbt_full_refresh freshness read_while_writing
+BENCHMARKS := ingest_decode dbt_incremental dbt_full_refresh freshness read_while_writing provision
 
 .PHONY: help install system-deps dev test infra-lint lint format validate docs sql local-aws provision produce alerts bench lock clean
 

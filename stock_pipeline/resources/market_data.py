@@ -24,8 +24,8 @@ EXCHANGE = "XNYS"
 EXCHANGE_TZ = "America/New_York"
 CALENDAR_START = "2000-01-03"
 
-# The lake's raw/daily_bars columns (DESIGN.md, lake layout). adj_close is null when the source
-# has no adjusted close (synthetic, csv files without one).
+# The lake's raw/daily_bars columns (docs/architecture.md, "Lake layout"). adj_close is null when
+# the source has no adjusted close (synthetic, csv files without one).
 DAILY_BARS_SCHEMA = pa.schema(
     [
         pa.field("symbol", pa.string(), nullable=False),

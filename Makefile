@@ -4,11 +4,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# checkov lives in its own venv: its pinned tree conflicts with ours (boto3).
+LINT_VENV := .venv-lint
+LINT_STAMP := $(LINT_VENV)/.installed-stamp
 AWS_PORT ?= 4566
 SERVE_PORT ?= 8000
-BENCHMARKS := ingest_decode dbt_incremental dbt_full_refresh freshness read_while_writing serve_latency
+BENCHMARKS := ingest_decode dbt_incremental dbt_full_refresh freshness read_while_writing serve_latency provision
 
-.PHONY: help install system-deps dev test lint format validate docs sql local-aws provision produce alerts serve bench lock clean
+.PHONY: help install system-deps dev test infra-lint lint format validate docs sql local-aws provision produce alerts serve bench lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -38,7 +41,18 @@ system-deps: ## install the system packages the tests use (PostgreSQL, Chromium)
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		$$SUDO apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES)
 
-test: $(STAMP) system-deps ## run the test suite against a throwaway emulator
+$(LINT_STAMP): .ci/lint-constraints.txt
+	$(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/pip install --quiet --upgrade pip
+	$(LINT_VENV)/bin/pip install --quiet -r .ci/lint-constraints.txt
+	touch $@
+
+infra-lint: $(STAMP) $(LINT_STAMP) ## cfn-lint and checkov on infra/stack.yaml: zero findings
+	$(BIN)/cfn-lint infra/stack.yaml
+	$(LINT_VENV)/bin/checkov --file infra/stack.yaml --framework cloudformation --compact --quiet \
+		--skip-download
+
+test: $(STAMP) system-deps infra-lint ## lint the template, run the test suite against a throwaway emulator
 	$(BIN)/pytest
 
 lint: $(STAMP) ## ruff and sqlfluff
@@ -59,7 +73,7 @@ docs: $(STAMP) .env ## dbt docs (lineage, columns and their types, tests) on htt
 local-aws: $(STAMP) .env ## run the AWS emulator in the foreground on AWS_PORT (4566) and provision it
 	$(BIN)/stock-pipeline local-aws --port $(AWS_PORT)
 
-provision: $(STAMP) .env ## create stream, bucket, topic and queue (idempotent)
+provision: $(STAMP) .env ## deploy infra/stack.yaml (create or update) and print its outputs
 	$(BIN)/stock-pipeline provision
 
 produce: $(STAMP) .env ## stream ticks from MARKET_DATA_SOURCE's kind to Kinesis until Ctrl-C
@@ -83,4 +97,4 @@ lock: ## re-resolve dependencies and rewrite .ci/constraints.txt (the tested res
 	/tmp/stock-pipeline-lock/bin/pip freeze --exclude-editable > .ci/constraints.txt
 
 clean: ## remove the virtualenv and local state (.data, .dagster, dbt target)
-	rm -rf $(VENV) .data .dagster dbt_project/target dbt_project/logs
+	rm -rf $(VENV) $(LINT_VENV) .data .dagster dbt_project/target dbt_project/logs

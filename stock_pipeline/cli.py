@@ -123,9 +123,16 @@ def local_aws(args) -> None:
 
 
 def provision(args) -> None:
+    from stock_pipeline.provision import ProvisionError
     from stock_pipeline.provision import provision as provision_aws
 
-    provision_aws(shard_count=args.shards)
+    try:
+        outputs = provision_aws(shard_count=args.shards)
+    except ProvisionError as err:
+        raise SystemExit(f"provision: {err}") from None
+    width = max(map(len, outputs), default=0)
+    for key, value in sorted(outputs.items()):
+        print(f"{key:<{width}}  {value}")
 
 
 def _wait_for_port(url: str, timeout: float = 30) -> None:
@@ -278,7 +285,9 @@ def parser() -> argparse.ArgumentParser:
     cmd.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
     cmd.set_defaults(func=local_aws)
 
-    cmd = commands.add_parser("provision", help="create stream, bucket, topic and queue")
+    cmd = commands.add_parser(
+        "provision", help="deploy infra/stack.yaml (create or update) and print its outputs"
+    )
     cmd.add_argument("--shards", type=int, default=None, help="stream shards (default 2)")
     cmd.set_defaults(func=provision)
 

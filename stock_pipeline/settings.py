@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 
 DEFAULTS: dict[str, str] = {
     "AWS_DEFAULT_REGION": "us-east-1",
+    "STACK_NAME": "stock-pipeline",
     "TICKS_STREAM": "stock-ticks",
     "TICKS_STREAM_SHARDS": "2",
     "KINESIS_SENSOR_INTERVAL_SECONDS": "5",
@@ -29,6 +30,7 @@ DEFAULTS: dict[str, str] = {
     "UNH,XOM,JNJ,WMT,MA,PG,HD,COST,AVGO,KO",
     "PRODUCER_RATE": "50",
     "LATEST_QUOTES_MAX_AGE_MINUTES": "10",
+    "METRICS_NAMESPACE": "StockPipeline",
     # Anomaly thresholds (stock_pipeline/defs/quality/rules.py documents each).
     "ANOMALY_WINDOW_BARS": "30",
     "ANOMALY_MIN_HISTORY": "8",

@@ -7,6 +7,7 @@ nothing on AWS), so the same code runs against both.
 from typing import Any
 
 import boto3
+from botocore.config import Config
 from dagster_aws.utils import ResourceWithBoto3Configuration, construct_boto_client_retry_config
 
 
@@ -17,7 +18,8 @@ class AwsResource(ResourceWithBoto3Configuration):
     times in all.
     """
 
-    def boto_client(self, service_name: str) -> Any:
+    def boto_client(self, service_name: str, config: Config | None = None) -> Any:
+        """A client for `service_name`; `config` adds to the retry settings (e.g. timeouts)."""
         session = boto3.session.Session(
             profile_name=self.profile_name,
             aws_access_key_id=self.aws_access_key_id,
@@ -30,7 +32,7 @@ class AwsResource(ResourceWithBoto3Configuration):
             endpoint_url=self.endpoint_url,
             use_ssl=self.use_ssl,
             verify=self.verify,
-            config=construct_boto_client_retry_config(self.max_attempts),
+            config=construct_boto_client_retry_config(self.max_attempts).merge(config or Config()),
         )
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from stock_pipeline.producer.synthetic import SyntheticMarket
 from stock_pipeline.resources.alerts import AlertsResource, follow_alerts
+from stock_pipeline.resources.metrics import MetricsResource
 from stock_pipeline.settings import setting
 
 SESSION_OPEN = datetime(2026, 11, 20, 14, 30, tzinfo=UTC)
@@ -78,6 +79,11 @@ def alerts_resource(provisioned) -> AlertsResource:
         ledger_bucket=setting("LAKE_BUCKET"),
         ledger_prefix=setting("LAKE_PREFIX"),
     )
+
+
+@pytest.fixture
+def metrics(provisioned) -> MetricsResource:
+    return MetricsResource(namespace=setting("METRICS_NAMESPACE"))
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import dagster as dg
 import pytest
 
 from stock_pipeline.defs.quality.checks import minute_bars_anomaly_checks
-from stock_pipeline.provision import provision
 from stock_pipeline.resources.alerts import AlertsResource, follow_alerts
 from stock_pipeline.resources.warehouse import writer
 from stock_pipeline.settings import symbols
@@ -189,7 +188,9 @@ def dead_endpoint() -> str:
 def test_sns_down_then_every_pending_alert_delivered_once(alerts_resource, faulty_ticks, ledger):
     """SNS refusing (topic gone): the checks complete, the alerts wait in the outbox."""
     sns = boto3.client("sns")
-    sns.delete_topic(TopicArn=alerts_resource.topic_arn(sns))
+    topic_arn = alerts_resource.topic_arn(sns)
+    (subscription,) = sns.list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]
+    sns.delete_topic(TopicArn=topic_arn)
     stand_in = minute_bars_stand_in(faulty_ticks)
 
     down = run_checks(alerts_resource, stand_in)
@@ -199,7 +200,9 @@ def test_sns_down_then_every_pending_alert_delivered_once(alerts_resource, fault
     assert "not found" in metadata["alert_delivery_error"].value
     assert len(ledger("pending")) == 3 and ledger("sent") == set()
 
-    provision(shard_count=1, wait=False)  # SNS is back: topic and subscription
+    # SNS is back: the same topic, and the stack's queue subscribed to it again.
+    sns.create_topic(Name=alerts_resource.topic_name)
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=subscription["Endpoint"])
     run_checks(alerts_resource, stand_in)
     run_checks(alerts_resource, stand_in)
     alerts = [json.loads(m) for m in received_alerts()]

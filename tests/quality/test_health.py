@@ -11,7 +11,6 @@ from stock_pipeline.defs.quality.health import (
     latest_quotes_freshness_sensor,
     run_failure_sensor,
 )
-from stock_pipeline.provision import provision
 from stock_pipeline.resources.alerts import AlertsResource
 from stock_pipeline.resources.aws import KinesisResource
 from stock_pipeline.settings import setting
@@ -23,7 +22,7 @@ def broken_asset() -> None:
     raise RuntimeError("upstream exploded")
 
 
-def test_a_failed_run_alerts_once_even_across_an_sns_outage(alerts_resource, ledger):
+def test_a_failed_run_alerts_once_even_across_an_sns_outage(alerts_resource, ledger, metrics):
     with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize(
             [broken_asset], selection=[broken_asset], instance=instance, raise_on_error=False
@@ -37,15 +36,19 @@ def test_a_failed_run_alerts_once_even_across_an_sns_outage(alerts_resource, led
                 dagster_event=failure.dagster_event,
                 dagster_instance=instance,
                 dagster_run=instance.get_run_by_id(result.run_id),
-                resources={"alerts": alerts_resource},
+                resources={"alerts": alerts_resource, "metrics": metrics},
             ).for_run_failure()
             run_failure_sensor(context)
 
         sns = boto3.client("sns")
-        sns.delete_topic(TopicArn=alerts_resource.topic_arn(sns))
+        topic_arn = alerts_resource.topic_arn(sns)
+        (subscription,) = sns.list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]
+        sns.delete_topic(TopicArn=topic_arn)
         evaluate()  # SNS down: the alert waits in the outbox
         assert ledger("pending") == {f"run_failure:{result.run_id}"}
-        provision(shard_count=1, wait=False)
+        # SNS is back: the same topic, and the stack's queue subscribed to it again.
+        sns.create_topic(Name=alerts_resource.topic_name)
+        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=subscription["Endpoint"])
         evaluate()  # the sensor seeing the same run again
         evaluate()
 
@@ -56,7 +59,7 @@ def test_a_failed_run_alerts_once_even_across_an_sns_outage(alerts_resource, led
     assert ledger("pending") == set()
 
 
-def test_a_failed_run_alerts_even_with_the_ledger_unreachable(provisioned, ledger):
+def test_a_failed_run_alerts_even_with_the_ledger_unreachable(provisioned, ledger, metrics):
     with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize(
             [broken_asset], selection=[broken_asset], instance=instance, raise_on_error=False
@@ -68,7 +71,8 @@ def test_a_failed_run_alerts_even_with_the_ledger_unreachable(provisioned, ledge
             dagster_instance=instance,
             dagster_run=instance.get_run_by_id(result.run_id),
             resources={
-                "alerts": AlertsResource(topic_name=setting("ALERTS_TOPIC"), ledger_bucket="gone")
+                "alerts": AlertsResource(topic_name=setting("ALERTS_TOPIC"), ledger_bucket="gone"),
+                "metrics": metrics,
             },
         ).for_run_failure()
         run_failure_sensor(context)
@@ -79,12 +83,13 @@ def test_a_failed_run_alerts_even_with_the_ledger_unreachable(provisioned, ledge
 
 
 @pytest.fixture
-def freshness(provisioned, alerts_resource, monkeypatch):
+def freshness(provisioned, alerts_resource, metrics, monkeypatch):
     """Evaluate the freshness sensor against an instance, with a bound of one second."""
     monkeypatch.setenv("LATEST_QUOTES_MAX_AGE_MINUTES", str(1 / 60))
     resources = {
         "alerts": alerts_resource,
         "kinesis": KinesisResource(stream_name=setting("TICKS_STREAM")),
+        "metrics": metrics,
     }
     with dg.DagsterInstance.ephemeral() as instance:
 

@@ -5,6 +5,7 @@ import dagster as dg
 from stock_pipeline.defs.ingest.assets import raw_ticks, raw_ticks_job
 from stock_pipeline.defs.ingest.sensors import kinesis_ticks_sensor
 from stock_pipeline.resources.aws import KinesisResource, LakeResource
+from stock_pipeline.resources.metrics import MetricsResource
 
 defs = dg.Definitions(
     assets=[raw_ticks],
@@ -13,5 +14,7 @@ defs = dg.Definitions(
     resources={
         "kinesis": KinesisResource(stream_name=dg.EnvVar("TICKS_STREAM")),
         "lake": LakeResource(bucket=dg.EnvVar("LAKE_BUCKET"), prefix=dg.EnvVar("LAKE_PREFIX")),
+        # Also published by quality's health sensors.
+        "metrics": MetricsResource(namespace=dg.EnvVar("METRICS_NAMESPACE")),
     },
 )

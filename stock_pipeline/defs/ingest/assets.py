@@ -11,6 +11,7 @@ from stock_pipeline.defs.ingest.decode import decode_records
 from stock_pipeline.defs.ingest.kinesis import RangeUnavailableError, read_range
 from stock_pipeline.defs.ingest.lake import WriteResult, write_quarantine, write_ticks
 from stock_pipeline.resources.aws import KinesisResource, LakeResource
+from stock_pipeline.resources.metrics import MetricsResource
 
 TICK_OBJECTS = "tick_objects"
 
@@ -55,6 +56,7 @@ def raw_ticks(
     config: RawTicksConfig,
     kinesis: KinesisResource,
     lake: LakeResource,
+    metrics: MetricsResource,
 ) -> dg.MaterializeResult:
     started = time.monotonic()
     kinesis_client, s3 = kinesis.get_client(), lake.get_client()
@@ -85,9 +87,11 @@ def raw_ticks(
     for _, _, ticks_written, bad_written in outcomes:
         written.add(ticks_written)
         quarantined.add(bad_written)
+    records_read = sum(outcome[0] for outcome in outcomes)
+    millis_behind = max((outcome[1] for outcome in outcomes), default=0)
     return dg.MaterializeResult(
         metadata={
-            "records_read": sum(outcome[0] for outcome in outcomes),
+            "records_read": records_read,
             "records_written": written.rows,
             "records_quarantined": quarantined.rows,
             "partitions": dg.MetadataValue.json(sorted(written.partitions)),
@@ -96,9 +100,17 @@ def raw_ticks(
             TICK_OBJECTS: dg.MetadataValue.json([lake.url(key) for key in written.keys]),
             "quarantine_objects": dg.MetadataValue.json([lake.url(k) for k in quarantined.keys]),
             "bytes_written": written.bytes + quarantined.bytes,
-            "millis_behind_latest": max((outcome[1] for outcome in outcomes), default=0),
+            "millis_behind_latest": millis_behind,
             "seconds": round(time.monotonic() - started, 3),
             "shard_ranges": dg.MetadataValue.json([r.model_dump() for r in config.ranges]),
+            "metrics_published": metrics.publish(
+                {
+                    "RecordsRead": records_read,
+                    "RecordsWritten": written.rows,
+                    "RecordsQuarantined": quarantined.rows,
+                    "MillisBehindLatest": millis_behind,
+                }
+            ),
         }
     )
 

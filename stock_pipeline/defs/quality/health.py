@@ -11,6 +11,7 @@ import dagster as dg
 from stock_pipeline.defs.ingest.kinesis import list_shards
 from stock_pipeline.resources.alerts import Alert, AlertsResource
 from stock_pipeline.resources.aws import KinesisResource
+from stock_pipeline.resources.metrics import MetricsResource
 from stock_pipeline.settings import DEFAULTS, setting
 
 LATEST_QUOTES = dg.AssetKey("latest_quotes")
@@ -44,9 +45,12 @@ def producer_live(kinesis: KinesisResource, since: datetime) -> bool:
 
 
 @dg.run_failure_sensor(name="run_failure_sensor", default_status=dg.DefaultSensorStatus.RUNNING)
-def run_failure_sensor(context: dg.RunFailureSensorContext, alerts: AlertsResource) -> None:
-    """Publish one ERROR alert per failed run (the run id is its identity)."""
+def run_failure_sensor(
+    context: dg.RunFailureSensorContext, alerts: AlertsResource, metrics: MetricsResource
+) -> None:
+    """Publish one ERROR alert per failed run (the run id is its identity), and count it."""
     run = context.dagster_run
+    metrics.publish({"RunsFailed": 1})
     planned = context.instance.get_records_for_run(
         run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
     ).records
@@ -76,11 +80,16 @@ def run_failure_sensor(context: dg.RunFailureSensorContext, alerts: AlertsResour
 
 @dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
 def latest_quotes_freshness_sensor(
-    context: dg.SensorEvaluationContext, alerts: AlertsResource, kinesis: KinesisResource
+    context: dg.SensorEvaluationContext,
+    alerts: AlertsResource,
+    kinesis: KinesisResource,
+    metrics: MetricsResource,
 ) -> dg.SkipReason:
     """Alert once per breach when `latest_quotes` is older than the bound and ticks still flow.
 
     A breach is named by the last update it follows, so it alerts once however long it lasts.
+    The age goes to CloudWatch too, except while the producer is quiet (a closed market is not
+    stale), so the freshness alarm judges the same thing.
     """
     max_age = timedelta(minutes=float(setting(MAX_AGE_SETTING) or DEFAULTS[MAX_AGE_SETTING]))
     now = datetime.now(UTC)
@@ -91,10 +100,12 @@ def latest_quotes_freshness_sensor(
         verdict = "latest_quotes not materialized yet"
     elif now - (updated := datetime.fromtimestamp(record.timestamp, UTC)) <= max_age:
         verdict = f"latest_quotes updated {iso(updated)}, within {max_age}"
+        metrics.publish({"LatestQuotesAgeSeconds": (now - updated).total_seconds()})
     elif not producer_live(kinesis, since=now - max_age):
         verdict = f"latest_quotes stale but no ticks arrived in the last {max_age}"
     else:
         verdict = f"latest_quotes stale: last updated {iso(updated)}"
+        metrics.publish({"LatestQuotesAgeSeconds": (now - updated).total_seconds()})
         alerts_to_send.append(
             Alert(
                 alert_id=f"freshness:latest_quotes:{iso(updated)}",

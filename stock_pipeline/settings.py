@@ -14,6 +14,7 @@ DEFAULTS: dict[str, str] = {
     "TICKS_STREAM_SHARDS": "2",
     "KINESIS_SENSOR_INTERVAL_SECONDS": "5",
     "KINESIS_MAX_RECORDS_PER_RUN": "50000",
+    "MAX_FUTURE_SKEW_SECONDS": "300",
     "LAKE_BUCKET": "stock-lake",
     "LAKE_PREFIX": "",
     "ALERTS_TOPIC": "stock-alerts",

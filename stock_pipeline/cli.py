@@ -47,6 +47,7 @@ def _load_dotenv(path: Path = Path(".env")) -> None:
 
 
 def _ticks(args) -> Iterator[dict]:
+    from stock_pipeline.csv_files import UnreadableCsvError
     from stock_pipeline.producer import sources
 
     if args.source == "synthetic":
@@ -55,7 +56,10 @@ def _ticks(args) -> Iterator[dict]:
         return sources.yfinance_ticks(args.symbols)
     if not args.file:
         raise SystemExit("--source csv needs --file PATH")
-    return iter(sources.csv_ticks(args.file))
+    try:
+        return iter(sources.csv_ticks(args.file))
+    except UnreadableCsvError as err:
+        raise SystemExit(f"stock-pipeline produce: {err}") from None
 
 
 def produce(args) -> None:

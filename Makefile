@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 AWS_PORT ?= 4566
 BENCHMARKS := ingest_decode dbt_incremental dbt_full_refresh freshness
 
-.PHONY: help install dev test lint format validate docs local-aws provision produce alerts bench lock clean
+.PHONY: help install dev test lint format validate docs local-aws provision produce alerts bench lock reset clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ lock: ## re-resolve dependencies and rewrite .ci/constraints.txt (the tested res
 	rm -rf /tmp/stock-pipeline-lock && $(PYTHON) -m venv /tmp/stock-pipeline-lock
 	/tmp/stock-pipeline-lock/bin/pip install --quiet -e '.[dev]'
 	/tmp/stock-pipeline-lock/bin/pip freeze --exclude-editable > .ci/constraints.txt
+
+reset: ## wipe local state (.data: warehouse and saved lake; .dagster: runs, cursors), keep .venv
+	rm -rf .data .dagster dbt_project/target dbt_project/logs
 
 clean: ## remove the virtualenv and local state (.data, .dagster, dbt target)
 	rm -rf $(VENV) .data .dagster dbt_project/target dbt_project/logs

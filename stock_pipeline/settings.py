@@ -20,6 +20,9 @@ DEFAULTS: dict[str, str] = {
     "ALERTS_TOPIC": "stock-alerts",
     "ALERTS_QUEUE": "stock-alerts-local",
     "DUCKDB_DATABASE": ".data/warehouse.duckdb",
+    "LOCAL_S3_DIR": ".data/s3",
+    "DEV_DRAIN_TIMEOUT_SECONDS": "120",
+    "DAGSTER_RETENTION_HOURS": "24",
     "MARKET_DATA_SOURCE": "synthetic",
     "SYMBOLS": "AAPL,MSFT,NVDA,AMZN,GOOGL,META,TSLA,BRK-B,JPM,V,"
     "UNH,XOM,JNJ,WMT,MA,PG,HD,COST,AVGO,KO",

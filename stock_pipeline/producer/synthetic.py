@@ -6,6 +6,7 @@ Generation is vectorised with numpy in batches; only the final dicts are built p
 
 import math
 import uuid
+import zlib
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -60,7 +61,9 @@ class SyntheticMarket:
         rng = np.random.default_rng(seed)
         n = len(self.symbols)
         self._rng = rng
-        self._log_price = np.log(rng.uniform(20.0, 500.0, n))
+        # Each symbol starts at its own level whatever the seed: a restarted producer trades
+        # near the prices already in the warehouse, not at a level its checks find implausible.
+        self._log_price = np.log([20.0 + zlib.crc32(s.encode()) % 480 for s in self.symbols])
         annual_vol = rng.uniform(0.15, 0.55, n)
         seconds_between_ticks = n / ticks_per_second  # per symbol, on average
         self._sigma = annual_vol * math.sqrt(seconds_between_ticks / TRADING_SECONDS_PER_YEAR)

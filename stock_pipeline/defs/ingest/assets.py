@@ -115,4 +115,8 @@ raw_ticks_job = dg.define_asset_job(
     - dg.AssetSelection.checks(DAILY_RECONCILIATION),
     description="Consume one micro-batch of Kinesis ranges into the lake and update the models "
     "built on it (launched by kinesis_ticks_sensor).",
+    # With run retries on in the instance, a run whose worker died is re-executed from the step
+    # that did not finish, with the same ranges: the lake keys and staging's de-duplication
+    # keep it exactly once.
+    tags={"dagster/max_retries": "3", "dagster/retry_strategy": "FROM_FAILURE"},
 )

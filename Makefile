@@ -5,9 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 AWS_PORT ?= 4566
-BENCHMARKS := ingest_decode dbt_incremental dbt_full_refresh freshness
+BENCHMARKS := ingest_decode dbt_incremental dbt_full_refresh freshness read_while_writing
 
-.PHONY: help install dev test lint format validate docs local-aws provision produce alerts bench lock reset clean
+.PHONY: help install system-deps dev test lint format validate docs sql local-aws provision produce alerts bench lock reset clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -26,7 +26,18 @@ install: $(STAMP) ## create .venv and install pinned dependencies
 dev: $(STAMP) .env ## emulator + provision + producer + dagster dev (http://127.0.0.1:3000); INJECT=price_jump,volume_spike,stale to misbehave
 	$(BIN)/stock-pipeline dev $(if $(INJECT),--inject $(INJECT))
 
-test: $(STAMP) ## run the test suite against a throwaway emulator
+# Tests start their own PostgreSQL (the shared warehouse catalog, Dagster's production storage) and
+# drive the dashboard in Chromium: both come from Debian's packages, installed here when missing.
+SYSTEM_PACKAGES := postgresql chromium
+system-deps: ## install the system packages the tests use (PostgreSQL, Chromium) when missing
+	@if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 && command -v chromium >/dev/null; then \
+		exit 0; fi; \
+	echo "installing $(SYSTEM_PACKAGES) from Debian's packages"; \
+	SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		$$SUDO apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES)
+
+test: $(STAMP) system-deps ## run the test suite against a throwaway emulator
 	$(BIN)/pytest
 
 lint: $(STAMP) ## ruff and sqlfluff
@@ -41,10 +52,8 @@ format: $(STAMP) ## apply ruff's formatting and fixes
 validate: $(STAMP) ## dagster definitions validate
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
-# --no-compile and --empty-catalog never open the warehouse: safe while `make dev` runs.
-docs: $(STAMP) ## dbt docs (lineage, columns, tests) on http://127.0.0.1:8080, offline
-	cd dbt_project && ../$(BIN)/dbt docs generate --no-compile --empty-catalog \
-		&& ../$(BIN)/dbt docs serve --host 127.0.0.1 --port 8080 --no-browser
+docs: $(STAMP) .env ## dbt docs (lineage, columns and their types, tests) on http://127.0.0.1:8080
+	$(BIN)/stock-pipeline docs --port 8080
 
 local-aws: $(STAMP) .env ## run the AWS emulator in the foreground on AWS_PORT (4566) and provision it
 	$(BIN)/stock-pipeline local-aws --port $(AWS_PORT)
@@ -54,6 +63,9 @@ provision: $(STAMP) .env ## create stream, bucket, topic and queue (idempotent)
 
 produce: $(STAMP) .env ## stream ticks from MARKET_DATA_SOURCE's kind to Kinesis until Ctrl-C
 	$(BIN)/stock-pipeline produce
+
+sql: $(STAMP) .env ## query the warehouse while the pipeline runs: make sql Q="select * from latest_quotes"
+	$(BIN)/stock-pipeline sql "$(Q)"
 
 alerts: $(STAMP) .env ## print alerts from the local SQS queue as they arrive
 	$(BIN)/stock-pipeline alerts

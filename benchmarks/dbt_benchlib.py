@@ -1,9 +1,8 @@
 """Shared by the dbt benchmarks: an emulator, a lake of synthetic ticks, timed dbt commands.
 
 Lake data is generated with numpy and written with pyarrow straight into the lake layout of
-DESIGN.md (raw/ticks/dt=…/shard=…/<first>_<last>.parquet, RAW_TICKS_SCHEMA), in files of at most
-`file_rows` ticks; history files are dated in S3 when ingest would have written them. Not a
-benchmark by itself.
+docs/architecture.md (raw/ticks/dt=…/shard=…/<first>_<last>.parquet, RAW_TICKS_SCHEMA), in files
+of at most `file_rows` ticks. Not a benchmark by itself.
 """
 
 import logging
@@ -22,10 +21,7 @@ from pathlib import Path
 import boto3
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from moto.core import DEFAULT_ACCOUNT_ID
-from moto.s3.models import s3_backends
 from moto.server import ThreadedMotoServer
 
 # The scripts run as `python benchmarks/<name>.py`; the pandas baseline is the tests' reference
@@ -47,7 +43,7 @@ SESSION_US = 390 * 60 * 1_000_000
 @contextmanager
 def emulator() -> Iterator[str]:
     """A moto server on a free loopback port, the pipeline's env pointing at it, a warehouse
-    file in a temporary directory and the lake bucket. Stopped on exit."""
+    in a temporary directory and the lake bucket. Stopped on exit."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -60,7 +56,8 @@ def emulator() -> Iterator[str]:
             AWS_ACCESS_KEY_ID="test",
             AWS_SECRET_ACCESS_KEY="test",
             AWS_DEFAULT_REGION="us-east-1",
-            DUCKDB_DATABASE=f"{tmp}/warehouse.duckdb",
+            WAREHOUSE_CATALOG=f"sqlite:{tmp}/warehouse.sqlite",
+            WAREHOUSE_DATA_PATH=f"{tmp}/warehouse/",
         )
         os.environ.pop("LAKE_PREFIX", None)
         apply_defaults()
@@ -90,21 +87,21 @@ class Lake:
         self.s3 = boto3.client("s3")
 
     def history(self, ticks: int) -> None:
-        """`ticks` ticks at TICKS_PER_DAY, one day after another up to yesterday (UTC), each file
-        dated in S3 when ingest would have written it: the lake a live stream leaves."""
+        """`ticks` ticks at TICKS_PER_DAY, one day after another up to yesterday (UTC)."""
         day = datetime.now(UTC).date() - timedelta(days=-(-ticks // TICKS_PER_DAY))
         while ticks > 0:
             count = min(ticks, TICKS_PER_DAY)
             session_us = _us(datetime.combine(day, datetime.min.time(), UTC) + SESSION_OPEN)
-            self.write(self.rng.integers(0, SESSION_US, count) + session_us, backdated=True)
+            self.write(self.rng.integers(0, SESSION_US, count) + session_us)
             ticks -= count
             day += timedelta(days=1)
 
-    def batch(self, ticks: int, seconds: float = 5.0) -> None:
-        """A micro-batch written now: `ticks` ticks in the `seconds` after the newest so far."""
-        self.write(self.last_us + 1 + self.rng.integers(0, int(seconds * 1e6), ticks))
+    def batch(self, ticks: int, seconds: float = 5.0) -> list[str]:
+        """A micro-batch: `ticks` ticks in the `seconds` after the newest so far; its objects."""
+        return self.write(self.last_us + 1 + self.rng.integers(0, int(seconds * 1e6), ticks))
 
-    def write(self, ts_us: np.ndarray, backdated: bool = False) -> None:
+    def write(self, ts_us: np.ndarray) -> list[str]:
+        """Ticks at `ts_us` into the lake; the s3:// URLs of the objects written."""
         n = len(ts_us)
         ts_us = np.sort(ts_us)
         symbol = self.rng.integers(0, len(SYMBOLS), n)
@@ -143,9 +140,10 @@ class Lake:
         )
         self.sequence += n
         self.last_us = int(ts_us[-1])
-        self._put(table, ts_us, symbol % len(SHARDS), backdated)
+        return self._put(table, ts_us, symbol % len(SHARDS))
 
-    def _put(self, table: pa.Table, ts_us: np.ndarray, shard: np.ndarray, backdated: bool) -> None:
+    def _put(self, table: pa.Table, ts_us: np.ndarray, shard: np.ndarray) -> list[str]:
+        urls = []
         days = ts_us // 86_400_000_000
         for day in np.unique(days):
             for s, shard_id in enumerate(SHARDS):
@@ -160,16 +158,8 @@ class Lake:
                     self.s3.put_object(
                         Bucket=setting("LAKE_BUCKET"), Key=key, Body=sink.getvalue().to_pybytes()
                     )
-                    if backdated:
-                        _backdate(key, pc.max(part["ingested_at"]).as_py())
-
-
-def _backdate(key: str, written: datetime) -> None:
-    """moto dates every object when it is put, so a history written in seconds would look new to
-    incremental runs, which pick files by S3 last-modified time. The emulator runs in this
-    process: date the object when ingest would have written it."""
-    bucket = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].buckets[setting("LAKE_BUCKET")]
-    bucket.keys[key].last_modified = written.astimezone(UTC).replace(tzinfo=None)
+                    urls.append(f"s3://{setting('LAKE_BUCKET')}/{key}")
+        return urls
 
 
 def _us(moment: datetime) -> int:

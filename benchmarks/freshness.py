@@ -26,11 +26,11 @@ from pathlib import Path
 
 import boto3
 import dagster as dg
-import duckdb
 import numpy as np
 
 from stock_pipeline.cli import DAGSTER_INSTANCE_YAML, dagster_dev_command, stop_process_groups
 from stock_pipeline.producer.kinesis import KinesisProducer
+from stock_pipeline.resources.warehouse import connect
 from stock_pipeline.settings import apply_defaults, setting
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +83,9 @@ def main() -> None:
         AWS_ACCESS_KEY_ID="test",
         AWS_SECRET_ACCESS_KEY="test",
         DAGSTER_HOME=str(tmp / "dagster_home"),
-        DUCKDB_DATABASE=str(tmp / "warehouse.duckdb"),
+        # As `make dev` keeps it: the catalog and data files on local disk.
+        WAREHOUSE_CATALOG=f"sqlite:{tmp / 'warehouse.sqlite'}",
+        WAREHOUSE_DATA_PATH=f"{tmp / 'warehouse'}/",
     )
     apply_defaults()
     # Created (and its storage initialised) before dagster dev starts, not racing it.
@@ -145,7 +147,7 @@ def main() -> None:
     finally:
         stop_process_groups(list(reversed(processes)), timeout=60)
 
-    with duckdb.connect(os.environ["DUCKDB_DATABASE"], read_only=True) as con:
+    with connect(latest=True) as con:
         loaded = con.execute(
             "select event_id, epoch(ingested_at), epoch(loaded_at) from stg_lake__ticks"
             " where symbol = 'PROBE'"

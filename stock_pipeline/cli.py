@@ -19,8 +19,8 @@ from stock_pipeline.settings import LOCAL_ENDPOINT, apply_defaults, setting, sym
 log = logging.getLogger("stock_pipeline")
 
 DAGSTER_INSTANCE_YAML = """\
-# Written by `stock-pipeline dev`. Steps that write the DuckDB warehouse share the pool
-# `duckdb`, limited to one at a time: DuckDB allows a single writer process.
+# Written by `stock-pipeline dev`. Steps that write the warehouse share the pool `duckdb`,
+# limited to one at a time: concurrent DuckLake commits would conflict and retry.
 run_coordinator:
   module: dagster.core.run_coordinator
   class: QueuedRunCoordinator
@@ -219,9 +219,7 @@ def dev(args) -> None:
     dagster_home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster").absolute())))
     local = urlparse(endpoint).hostname in ("127.0.0.1", "localhost")
     if local:
-        data_dir = Path(setting("DUCKDB_DATABASE")).parent
-        devstack.start_clean_if_lake_was_lost(data_dir, dagster_home)
-        data_dir.mkdir(parents=True, exist_ok=True)
+        devstack.start_clean_if_lake_was_lost(dagster_home)
     dagster_home.mkdir(parents=True, exist_ok=True)
     (dagster_home / "dagster.yaml").write_text(DAGSTER_INSTANCE_YAML)
     if local:
@@ -281,6 +279,52 @@ def alerts(args) -> None:
     follow_alerts(setting("ALERTS_QUEUE"), as_json=args.json, max_messages=args.max)
 
 
+def _dbt(*args: str, target_path: str | None = None) -> None:
+    """dbt on the project with this environment's settings (.env, absolute local paths)."""
+    from stock_pipeline.defs.transform.assets import DBT_PROJECT_DIR
+
+    project = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+    if target_path:
+        project += ["--target-path", str(DBT_PROJECT_DIR / target_path)]
+    dbt = str(Path(sys.executable).with_name("dbt"))
+    with contextlib.suppress(KeyboardInterrupt):
+        subprocess.run([dbt, *args, *project], check=True)
+
+
+def docs(args) -> None:
+    """dbt's docs with the warehouse's catalog, read-only (safe beside a running pipeline)."""
+    from stock_pipeline.resources.warehouse import Catalog
+
+    generate = ["docs", "generate", "--target", "reader"]
+    if not Catalog.from_setting().exists():
+        print("no warehouse yet: the docs show no column types", file=sys.stderr)
+        generate += ["--empty-catalog", "--no-compile"]
+    # A target directory of their own: the pipeline's builds reuse the parse in target/.
+    _dbt(*generate, target_path="target/docs")
+    _dbt("docs", "serve", "--host", "127.0.0.1", "--port", str(args.port), "--no-browser",
+         target_path="target/docs")  # fmt: skip
+
+
+def rebuild(args) -> None:
+    """Every model rebuilt from the whole lake: after an upgrade, or to drop a bad warehouse."""
+    _dbt(
+        "build",
+        "--full-refresh",
+        "--exclude-resource-type",
+        "unit_test",
+        target_path="target/rebuild",
+    )
+
+
+def sql(args) -> None:
+    from stock_pipeline.sql import QueryError, parse_time, run_query
+
+    try:
+        run_query(args.query, args.format, parse_time(args.at) if args.at else None)
+    except QueryError as err:
+        raise SystemExit(f"error: {err}") from None
+
+
 def _csv_list(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
@@ -338,6 +382,25 @@ def parser() -> argparse.ArgumentParser:
         help="make the synthetic market misbehave: price_jump,volume_spike,stale",
     )
     cmd.set_defaults(func=dev)
+
+    cmd = commands.add_parser("docs", help="generate dbt's docs and serve them on 127.0.0.1")
+    cmd.add_argument("--port", type=int, default=8080)
+    cmd.set_defaults(func=docs)
+
+    cmd = commands.add_parser(
+        "rebuild", help="rebuild every dbt model from the whole lake (stop the pipeline first)"
+    )
+    cmd.set_defaults(func=rebuild)
+
+    cmd = commands.add_parser(
+        "sql", help="query the warehouse (read-only, beside the running pipeline)"
+    )
+    cmd.add_argument("query", help='e.g. "select * from latest_quotes"')
+    cmd.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    cmd.add_argument(
+        "--at", metavar="TIME", help="read the marts as they were then (ISO-8601 with an offset)"
+    )
+    cmd.set_defaults(func=sql)
 
     cmd = commands.add_parser(
         "replay-quarantine", help="put quarantined records back on the stream (event ids kept)"

@@ -96,17 +96,33 @@ def save_lake(s3, bucket: str, folder: Path) -> CopyStats:
     return stats
 
 
-def start_clean_if_lake_was_lost(data_dir: Path, dagster_home: Path) -> bool:
-    """Wipe the warehouse and Dagster's state if the last stop did not save the lake.
+def local_state(dagster_home: Path) -> list[Path]:
+    """What disagrees with the lake once the lake is lost: the saved lake, the local warehouse
+    (catalog and data files), Dagster's runs, event logs and cursors."""
+    paths = [Path(setting("LOCAL_S3_DIR")).absolute()]
+    kind, _, target = setting("WAREHOUSE_CATALOG").partition(":")
+    if kind == "sqlite" and target:
+        catalog = Path(target).absolute()
+        paths += [catalog, *(catalog.with_name(catalog.name + end) for end in ("-wal", "-shm"))]
+    data_path = setting("WAREHOUSE_DATA_PATH")
+    if data_path and "://" not in data_path:
+        paths.append(Path(data_path).absolute())
+    return paths + [dagster_home / name for name in ("storage", "history", "schedules")]
 
-    Returns whether it wiped. Without a saved lake the restarted emulator's bucket is empty (or
-    older than the warehouse), and resuming would keep half: marts over ticks the lake lacks.
+
+def start_clean_if_lake_was_lost(dagster_home: Path) -> bool:
+    """Wipe the local state if the last stop did not save the lake; whether it wiped.
+
+    Without a saved lake the restarted emulator's bucket is empty (or older than the warehouse),
+    and resuming would keep half: marts over ticks the lake lacks.
     """
-    folder = snapshot_dir()
-    if (folder / COMPLETE_MARKER).exists():
+    if (snapshot_dir() / COMPLETE_MARKER).exists():
         return False
-    candidates = (data_dir, dagster_home / "storage", dagster_home / "history")
-    leftovers = [p for p in candidates if p.is_dir() and any(p.iterdir())]
+    leftovers = [
+        path
+        for path in local_state(dagster_home)
+        if path.is_file() or (path.is_dir() and any(path.iterdir()))
+    ]
     if not leftovers:
         return False
     log.error(
@@ -116,7 +132,10 @@ def start_clean_if_lake_was_lost(data_dir: Path, dagster_home: Path) -> bool:
         ", ".join(str(p) for p in leftovers),
     )
     for path in leftovers:
-        shutil.rmtree(path)
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
     return True
 
 

@@ -19,7 +19,12 @@ DEFAULTS: dict[str, str] = {
     "LAKE_PREFIX": "",
     "ALERTS_TOPIC": "stock-alerts",
     "ALERTS_QUEUE": "stock-alerts-local",
-    "DUCKDB_DATABASE": ".data/warehouse.duckdb",
+    # The DuckLake warehouse: its catalog database, and where its data files go (on local disk by
+    # default, as the emulator keeps nothing; empty: the lake bucket's warehouse/ prefix, on AWS).
+    "WAREHOUSE_CATALOG": "sqlite:.data/warehouse.sqlite",
+    "WAREHOUSE_DATA_PATH": ".data/warehouse/",
+    "WAREHOUSE_SNAPSHOT_RETENTION_HOURS": "24",
+    "WAREHOUSE_MAINTENANCE_CRON": "0 * * * *",
     "LOCAL_S3_DIR": ".data/s3",
     "DEV_DRAIN_TIMEOUT_SECONDS": "120",
     "DAGSTER_RETENTION_HOURS": "24",
@@ -50,11 +55,20 @@ def symbols() -> list[str]:
     return [s.strip().upper() for s in setting("SYMBOLS").split(",") if s.strip()]
 
 
+def warehouse_data_path() -> str:
+    """Where the warehouse's data files go: `WAREHOUSE_DATA_PATH`, or the lake's warehouse/."""
+    configured = setting("WAREHOUSE_DATA_PATH")
+    if configured:
+        return configured
+    prefix = setting("LAKE_PREFIX").strip("/")
+    return f"s3://{setting('LAKE_BUCKET')}/{prefix + '/' if prefix else ''}warehouse/"
+
+
 def apply_defaults() -> None:
     """Fill unset variables with their defaults, so `dg.EnvVar` resolves without a .env file.
 
-    The warehouse path is made absolute: dbt runs in dbt_project/, Python in the repo root, and
-    both must open the same file.
+    Local warehouse paths are made absolute: dbt runs in dbt_project/, Python in the repo root, and
+    both must open the same files.
     """
     for name, value in DEFAULTS.items():
         os.environ.setdefault(name, value)
@@ -64,6 +78,9 @@ def apply_defaults() -> None:
     if urlparse(os.environ.get("AWS_ENDPOINT_URL", "")).hostname in ("127.0.0.1", "localhost"):
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
-    database = Path(os.environ["DUCKDB_DATABASE"]).absolute()
-    database.parent.mkdir(parents=True, exist_ok=True)
-    os.environ["DUCKDB_DATABASE"] = str(database)
+    kind, sep, target = os.environ["WAREHOUSE_CATALOG"].partition(":")
+    if kind == "sqlite" and sep and target:
+        os.environ["WAREHOUSE_CATALOG"] = f"sqlite:{Path(target).absolute()}"
+    data_path = os.environ["WAREHOUSE_DATA_PATH"]
+    if data_path and "://" not in data_path:
+        os.environ["WAREHOUSE_DATA_PATH"] = f"{Path(data_path).absolute()}/"

@@ -1,6 +1,7 @@
 """The wire format (one Kinesis record = one tick) and the lake's `raw/ticks` schema.
 
-See DESIGN.md, "Wire format" and "Lake layout". Producer and ingest both import from here.
+See docs/architecture.md, "Wire format" and "Lake layout". Producer and ingest both import from
+here.
 """
 
 import json

@@ -1,6 +1,6 @@
 """Test fixtures: a real moto server on a free loopback port, reached over HTTP.
 
-Each test gets a clean emulator (moto's reset API) and its own environment and warehouse file,
+Each test gets a clean emulator (moto's reset API) and its own environment and warehouse catalog,
 so tests do not see each other's streams, objects or alerts.
 """
 
@@ -35,6 +35,24 @@ def moto_endpoint() -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """A throwaway PostgreSQL server for the session (tests/postgres.py); its libpq string."""
+    from tests.postgres import postgres_server
+
+    with postgres_server(_free_port()) as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def postgres_database(postgres_dsn: str, request: pytest.FixtureRequest) -> str:
+    """An empty database of its own for one test, on the session's server."""
+    from tests.postgres import create_database
+
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:50].lower()
+    return create_database(postgres_dsn, f"{name}_{_free_port()}")
+
+
 @pytest.fixture
 def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path) -> dict[str, str]:
     """A clean emulator and the pipeline's environment pointing at it."""
@@ -45,7 +63,9 @@ def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path) -> di
         AWS_ACCESS_KEY_ID="test",
         AWS_SECRET_ACCESS_KEY="test",
         AWS_DEFAULT_REGION="us-east-1",
-        DUCKDB_DATABASE=str(tmp_path / "warehouse.duckdb"),
+        # The warehouse's data files go to the emulated lake bucket, as on AWS.
+        WAREHOUSE_CATALOG=f"sqlite:{tmp_path / 'warehouse.sqlite'}",
+        WAREHOUSE_DATA_PATH="",
         DAGSTER_HOME=str(tmp_path / "dagster_home"),
     )
     (tmp_path / "dagster_home").mkdir()

@@ -39,21 +39,26 @@ def test_lake_survives_an_emulator_restart_and_saves_copy_only_changes(
 
 
 def test_a_stop_that_did_not_save_the_lake_starts_clean(tmp_path, monkeypatch):
-    monkeypatch.setenv("LOCAL_S3_DIR", str(tmp_path / ".data" / "s3"))
     data, home = tmp_path / ".data", tmp_path / ".dagster"
+    monkeypatch.setenv("LOCAL_S3_DIR", str(data / "s3"))
+    monkeypatch.setenv("WAREHOUSE_CATALOG", f"sqlite:{data / 'warehouse.sqlite'}")
+    monkeypatch.setenv("WAREHOUSE_DATA_PATH", f"{data / 'warehouse'}/")
     data.mkdir()
     (home / "history").mkdir(parents=True)
     (home / "dagster.yaml").write_text("telemetry: {enabled: false}\n")
-    assert not devstack.start_clean_if_lake_was_lost(data, home)  # nothing there yet: fresh
+    assert not devstack.start_clean_if_lake_was_lost(home)  # nothing there yet: fresh
 
-    (data / "warehouse.duckdb").write_bytes(b"marts")
-    (home / "history" / "runs.db").write_bytes(b"runs and cursors")
+    (data / "warehouse.sqlite").write_bytes(b"catalog")
+    (data / "warehouse").mkdir()
+    (data / "warehouse" / "part.parquet").write_bytes(b"marts")
+    (data / "notes.txt").write_text("the user's own file")
+    (home / "history" / "runs.db").write_bytes(b"runs")
     devstack.snapshot_dir().mkdir(parents=True)
     (devstack.snapshot_dir() / devstack.COMPLETE_MARKER).touch()
-    assert not devstack.start_clean_if_lake_was_lost(data, home)  # saved: resume
-    assert (data / "warehouse.duckdb").exists()
+    assert not devstack.start_clean_if_lake_was_lost(home)  # saved: resume
+    assert (data / "warehouse.sqlite").exists()
 
     (devstack.snapshot_dir() / devstack.COMPLETE_MARKER).unlink()  # the emulator was killed
-    assert devstack.start_clean_if_lake_was_lost(data, home)
-    assert not data.exists() and not (home / "history").exists()
-    assert (home / "dagster.yaml").exists()
+    assert devstack.start_clean_if_lake_was_lost(home)
+    assert sorted(p.name for p in data.iterdir()) == ["notes.txt"]
+    assert not (home / "history").exists() and (home / "dagster.yaml").exists()

@@ -21,6 +21,8 @@ import dagster as dg
 import duckdb
 import pytest
 
+from stock_pipeline.resources import warehouse
+
 REPO = Path(__file__).resolve().parents[1]
 SYMBOLS = "AAPL,MSFT,NVDA,AMZN"
 RECOVERY_SECONDS = 120  # a killed run is re-executed, successfully, within this
@@ -141,7 +143,7 @@ def stack_env(tmp_path) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("AWS_", "DAGSTER_", "DUCKDB_", "LAKE_", "TICKS_"))
+        if not key.startswith(("AWS_", "DAGSTER_", "WAREHOUSE_", "LAKE_", "TICKS_"))
     }
     env.update(
         AWS_ENDPOINT_URL=endpoint,
@@ -149,7 +151,8 @@ def stack_env(tmp_path) -> dict[str, str]:
         AWS_SECRET_ACCESS_KEY="test",
         AWS_DEFAULT_REGION="us-east-1",
         DAGSTER_HOME=str(tmp_path / ".dagster"),
-        DUCKDB_DATABASE=str(tmp_path / ".data" / "warehouse.duckdb"),
+        WAREHOUSE_CATALOG=f"sqlite:{tmp_path / '.data' / 'warehouse.sqlite'}",
+        WAREHOUSE_DATA_PATH=f"{tmp_path / '.data' / 'warehouse'}/",
         LOCAL_S3_DIR=str(tmp_path / ".data" / "s3"),
         SYMBOLS=SYMBOLS,
         PRODUCER_RATE="100",
@@ -159,9 +162,9 @@ def stack_env(tmp_path) -> dict[str, str]:
     return env
 
 
-def test_kill_and_restart_lose_and_double_nothing(stack_env, tmp_path):
+def test_kill_and_restart_lose_and_double_nothing(stack_env, tmp_path, monkeypatch):
     endpoint, log = stack_env["AWS_ENDPOINT_URL"], tmp_path / "stack.log"
-    os.environ["DAGSTER_HOME"] = stack_env["DAGSTER_HOME"]  # this test's instance, read below
+    monkeypatch.setenv("DAGSTER_HOME", stack_env["DAGSTER_HOME"])  # this test's instance
     on_streams: list[dict] = []
 
     # First start: SIGKILL a run worker mid-run; the daemon re-executes the run.
@@ -215,8 +218,10 @@ def test_kill_and_restart_lose_and_double_nothing(stack_env, tmp_path):
     for tick in unique:
         expected[tick["symbol"]] += 1
         volume[tick["symbol"]] += tick["volume"]
-    with duckdb.connect(stack_env["DUCKDB_DATABASE"], read_only=True) as warehouse:
-        marts = warehouse.execute(
+    for name in ("WAREHOUSE_CATALOG", "WAREHOUSE_DATA_PATH"):
+        monkeypatch.setenv(name, stack_env[name])
+    with warehouse.connect() as con:
+        marts = con.execute(
             "select symbol, sum(trade_count), sum(volume) from daily_prices group by symbol"
         ).fetchall()
     assert {s: (int(n), int(v)) for s, n, v in marts} == {

@@ -24,24 +24,6 @@
     {{ return(found.columns[0].values()[0] > 0) }}
 {% endmacro %}
 
-{% macro lake_files_written_after(relative_globs, moment) %}
-    {#- The s3:// paths of the lake objects matching any of `relative_globs` that S3 lists as last
-        modified after `moment` (a timestamp string). Reads the listing only, no object. None
-        when not asks_the_lake(). -#}
-    {%- if not asks_the_lake() -%}
-        {{ return(none) }}
-    {%- endif -%}
-    {%- set globs = [] -%}
-    {%- for glob in relative_globs -%}
-        {%- do globs.append(sql_string(lake_root() ~ glob)) -%}
-    {%- endfor -%}
-    {%- set listed = run_query(
-        "select filename from read_blob([" ~ globs | join(', ') ~ "])"
-        ~ " where last_modified > timestamptz " ~ sql_string(moment) ~ " order by filename"
-    ) -%}
-    {{ return(listed.columns[0].values()) }}
-{% endmacro %}
-
 {% macro sql_string(value) %}
     {#- `value` as a SQL string literal, quotes doubled. -#}
     {{- return("'" ~ value | replace("'", "''") ~ "'") -}}

@@ -26,8 +26,8 @@ from stock_pipeline.settings import setting
 EXCHANGE = "XNYS"
 EXCHANGE_TZ = "America/New_York"
 
-# The lake's raw/daily_bars columns (DESIGN.md, lake layout). adj_close is null when the source
-# has no adjusted close (synthetic, csv files without one).
+# The lake's raw/daily_bars columns (docs/architecture.md, "Lake layout"). adj_close is null when
+# the source has no adjusted close (synthetic, csv files without one).
 DAILY_BARS_SCHEMA = pa.schema(
     [
         pa.field("symbol", pa.string(), nullable=False),

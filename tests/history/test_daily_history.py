@@ -3,11 +3,11 @@
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import numpy as np
 import pandas as pd
 from dbt.cli.main import dbtRunner
 
+from stock_pipeline.resources.warehouse import connect
 from tests.history.conftest import lake_keys, materialize_days, read_bars
 
 DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
@@ -71,7 +71,7 @@ def expected_indicators(bars: pd.DataFrame) -> pd.DataFrame:
 def test_indicators_match_pandas_over_more_than_300_days(history_env, s3, tmp_path):
     # Before any daily bars exist the models build, empty.
     dbt_build("+daily_history", tmp_path)
-    with duckdb.connect(history_env["DUCKDB_DATABASE"]) as con:
+    with connect() as con:
         assert con.execute("select count(*) from daily_history").fetchone() == (0,)
 
     assert materialize_days("2024-06-03", "2025-09-30", dg.DagsterInstance.ephemeral()).success
@@ -82,7 +82,7 @@ def test_indicators_match_pandas_over_more_than_300_days(history_env, s3, tmp_pa
 
     dbt_build("+daily_history", tmp_path)
 
-    with duckdb.connect(history_env["DUCKDB_DATABASE"]) as con:
+    with connect() as con:
         built = con.execute("select * from daily_history order by symbol, trade_date").df()
     expected = pd.concat(expected_indicators(g) for _, g in bars.groupby("symbol"))
     expected = expected.reset_index(drop=True)

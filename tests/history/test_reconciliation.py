@@ -3,7 +3,6 @@
 from datetime import date
 
 import dagster as dg
-import duckdb
 import pandas as pd
 import pytest
 
@@ -11,6 +10,7 @@ from stock_pipeline.defs.history.checks import (
     CloseReconciliationConfig,
     daily_close_matches_official,
 )
+from stock_pipeline.resources.warehouse import writer
 
 OFFICIAL = pd.DataFrame(
     {
@@ -31,12 +31,12 @@ STREAM = pd.DataFrame(
 
 
 @pytest.fixture
-def warehouse(aws_env) -> str:
-    path = aws_env["DUCKDB_DATABASE"]
-    with duckdb.connect(path) as con:
-        con.execute("create table daily_prices as select * from STREAM")
-        con.execute("create table stg_lake__daily_bars as select * from OFFICIAL")
-    return path
+def warehouse(aws_env) -> None:
+    with writer() as con:
+        con.register("stream", STREAM)
+        con.register("official", OFFICIAL)
+        con.execute("create table warehouse.daily_prices as select * from stream")
+        con.execute("create table warehouse.stg_lake__daily_bars as select * from official")
 
 
 def test_disagreements_beyond_the_tolerance_warn_with_the_list(warehouse):
@@ -59,7 +59,7 @@ def test_tolerance_is_configurable(warehouse):
 
 
 def test_before_the_models_exist_there_is_nothing_to_compare(aws_env):
-    duckdb.connect(aws_env["DUCKDB_DATABASE"]).close()
+    writer().close()  # an empty warehouse
 
     result = daily_close_matches_official(CloseReconciliationConfig())
 

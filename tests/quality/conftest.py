@@ -35,33 +35,31 @@ def session_ticks(
     return ticks
 
 
-def write_minute_bars(database: str, ticks: pd.DataFrame) -> None:
-    """Replace `minute_bars` in `database` with the OHLCV bars of `ticks`."""
-    with duckdb.connect(database) as con:
-        con.execute("set timezone = 'UTC'")
-        con.register("ticks", ticks)
-        con.execute(
-            """
-            create or replace table minute_bars as
-            select
-                symbol,
-                date_trunc('minute', ts) as minute_ts,
-                arg_min(price, ts) as open,
-                max(price) as high,
-                min(price) as low,
-                arg_max(price, ts) as close,
-                sum(volume) as volume,
-                sum(price * volume) / sum(volume) as vwap,
-                count(*) as trade_count
-            from ticks
-            group by symbol, date_trunc('minute', ts)
-            """
-        )
+def write_minute_bars(con: duckdb.DuckDBPyConnection, ticks: pd.DataFrame) -> None:
+    """Replace `minute_bars` in `con`'s default schema with the OHLCV bars of `ticks`."""
+    con.execute("set timezone = 'UTC'")
+    con.register("ticks", ticks)
+    con.execute(
+        """
+        create or replace table minute_bars as
+        select
+            symbol,
+            date_trunc('minute', ts) as minute_ts,
+            arg_min(price, ts) as open,
+            max(price) as high,
+            min(price) as low,
+            arg_max(price, ts) as close,
+            sum(volume) as volume,
+            sum(price * volume) / sum(volume) as vwap,
+            count(*) as trade_count
+        from ticks
+        group by symbol, date_trunc('minute', ts)
+        """
+    )
 
 
-def read_bars(database: str) -> pd.DataFrame:
-    with duckdb.connect(database, read_only=True) as con:
-        bars = con.execute("select * from minute_bars").df()
+def read_bars(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    bars = con.execute("select * from minute_bars").df()
     bars["minute_ts"] = pd.to_datetime(bars["minute_ts"], utc=True)
     return bars
 

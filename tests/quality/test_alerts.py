@@ -7,13 +7,13 @@ from io import StringIO
 
 import boto3
 import dagster as dg
-import duckdb
 import pytest
 
 from stock_pipeline.defs.quality.checks import minute_bars_anomaly_checks
 from stock_pipeline.provision import provision
 from stock_pipeline.resources.alerts import AlertsResource, follow_alerts
-from stock_pipeline.settings import setting, symbols
+from stock_pipeline.resources.warehouse import writer
+from stock_pipeline.settings import symbols
 from tests.quality.conftest import SESSION_OPEN, received_alerts, session_ticks, write_minute_bars
 
 FAULTS = ("price_jump", "volume_spike", "stale")
@@ -25,9 +25,10 @@ def minute_bars_stand_in(ticks, bad_bar=None, fail=False) -> dg.AssetsDefinition
 
     @dg.asset(name="minute_bars", pool="duckdb")
     def minute_bars() -> None:
-        write_minute_bars(setting("DUCKDB_DATABASE"), ticks)
-        if bad_bar:
-            with duckdb.connect(setting("DUCKDB_DATABASE")) as con:
+        with writer() as con:
+            con.execute("use warehouse")
+            write_minute_bars(con, ticks)
+            if bad_bar:
                 con.execute(
                     "update minute_bars set high = low - 1 where symbol = $s and minute_ts = $t",
                     {"s": bad_bar[0], "t": bad_bar[1]},

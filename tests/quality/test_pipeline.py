@@ -1,14 +1,13 @@
 """End to end: faulty ticks through Kinesis, the lake and dbt; the checks ride along with dbt."""
 
 import json
-import os
 
 import dagster as dg
-import duckdb
 
 from stock_pipeline.defs.quality.checks import minute_bars_anomaly_checks
 from stock_pipeline.defs.transform.assets import dbt_project, tick_models
 from stock_pipeline.resources.dbt_cli import DbtCli
+from stock_pipeline.resources.warehouse import connect
 from stock_pipeline.settings import symbols
 from tests.quality.conftest import received_alerts, session_ticks
 
@@ -90,7 +89,7 @@ def test_a_bad_print_blocks_the_marts_and_alerts_once(alerts_resource, ingest_ti
     assert all(e.passed for e in unblocked.get_asset_check_evaluations())
     assert marts <= materialized(unblocked)
     assert received_alerts() == []
-    with duckdb.connect(os.environ["DUCKDB_DATABASE"], read_only=True) as con:
+    with connect() as con:
         counted, last = con.execute(
             "select sum(trade_count), max(epoch_us(last_ts)) from daily_prices"
         ).fetchone()

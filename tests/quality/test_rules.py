@@ -101,7 +101,7 @@ def reference_anomalies(bars: pd.DataFrame, rules: AnomalyRules) -> pd.DataFrame
 def compare(database: str, rules: AnomalyRules) -> pd.DataFrame:
     with duckdb.connect(database, read_only=True) as con:
         found = find_anomalies(con, rules)
-    expected = reference_anomalies(read_bars(database), rules)
+        expected = reference_anomalies(read_bars(con), rules)
     key = ["rule", "symbol", "minute_ts"]
     merged = found.merge(expected, on=key, how="outer", suffixes=("", "_ref"), indicator=True)
     assert (merged["_merge"] == "both").all(), merged[merged["_merge"] != "both"]
@@ -123,8 +123,9 @@ def test_rules_match_pandas_on_two_sparse_sessions(database):
             session_ticks(SYMBOLS, 60, 0.5, start=SESSION_OPEN + timedelta(days=1), seed=8),
         ]
     )
-    write_minute_bars(database, ticks)
-    with duckdb.connect(database) as con:  # a few impossible bars as well
+    with duckdb.connect(database) as con:
+        write_minute_bars(con, ticks)
+        # A few impossible bars as well.
         con.execute(
             "update minute_bars set high = low - 0.5 where symbol = $s and minute_ts = $t",
             {"s": "AMZN", "t": SESSION_OPEN + timedelta(minutes=20)},
@@ -150,9 +151,9 @@ def test_rules_match_pandas_on_two_sparse_sessions(database):
 
 
 def test_each_injected_fault_is_found_once_with_default_thresholds(database):
-    write_minute_bars(
-        database, session_ticks(SYMBOLS, 40, 2.0, inject=("price_jump", "volume_spike", "stale"))
-    )
+    with duckdb.connect(database) as con:
+        ticks = session_ticks(SYMBOLS, 40, 2.0, inject=("price_jump", "volume_spike", "stale"))
+        write_minute_bars(con, ticks)
     found = compare(database, AnomalyRules())
     injected_at = SESSION_OPEN + timedelta(minutes=10)
     assert found[["rule", "symbol", "minute_ts"]].values.tolist() == [
@@ -172,7 +173,8 @@ def test_a_spike_straddling_two_minutes_is_one_anomaly(database):
     ticks = session_ticks(
         SYMBOLS, 30, 2.0, inject=("volume_spike",), start=SESSION_OPEN + timedelta(seconds=30)
     )
-    write_minute_bars(database, ticks)
+    with duckdb.connect(database) as con:
+        write_minute_bars(con, ticks)
     found = compare(database, AnomalyRules())
     spiking = SESSION_OPEN + timedelta(minutes=10)  # the spike covers 14:40:30-14:41:30
     assert found[["rule", "symbol", "minute_ts"]].values.tolist() == [

@@ -1,18 +1,23 @@
 """Run the dbt assets in-process and read the warehouse they build."""
 
-import os
-
 import dagster as dg
-import duckdb
 import pandas as pd
 import pytest
 
 from stock_pipeline.defs.transform.assets import dbt_project, tick_models
 from stock_pipeline.resources.dbt_cli import DbtCli
+from stock_pipeline.resources.warehouse import connect
 
 
 class Warehouse:
-    """Materialises the dbt assets as Dagster would, and reads the marts back."""
+    """Materialises the dbt assets as Dagster would, and reads the marts back.
+
+    Builds share the ingest's Dagster instance, as in a deployment: each passes dbt the lake
+    objects the raw_ticks runs wrote since the previous build.
+    """
+
+    def __init__(self, instance: dg.DagsterInstance):
+        self.instance = instance
 
     def build(
         self, full_refresh: bool = False, models: tuple = (tick_models,)
@@ -23,16 +28,17 @@ class Warehouse:
             run_config={
                 "ops": {step.op.name: {"config": {"full_refresh": full_refresh}} for step in models}
             },
+            instance=self.instance,
         )
         assert result.success
         return result
 
-    def read(self, table: str) -> pd.DataFrame:
-        # Read-only and closed at once: the next dbt run needs the write lock.
-        with duckdb.connect(os.environ["DUCKDB_DATABASE"], read_only=True) as con:
+    def read(self, table: str, latest: bool = False) -> pd.DataFrame:
+        """`table` as readers see it: the last complete build (`latest`: the newest commit)."""
+        with connect(latest=latest) as con:
             return con.table(table).df()
 
 
 @pytest.fixture
-def warehouse(provisioned) -> Warehouse:
-    return Warehouse()
+def warehouse(ingest_ticks) -> Warehouse:
+    return Warehouse(ingest_ticks.instance)

@@ -91,9 +91,10 @@ days as (
         max(high) as high,
         min(low) as low,
         arg_max(close, minute_ts) as close,
-        sum(volume) as volume,
+        -- A sum of BIGINTs is a HUGEINT, which pandas reads as a float.
+        cast(sum(volume) as bigint) as volume,
         sum(vwap * volume) / nullif(sum(volume), 0) as vwap,
-        sum(trade_count) as trade_count,
+        cast(sum(trade_count) as bigint) as trade_count,
         -- Realised volatility of the day: root of the summed squared one-minute log returns.
         sqrt(sum(log_return * log_return)) as realized_vol,
         max(last_ts) as last_ts,

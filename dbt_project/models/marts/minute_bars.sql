@@ -50,7 +50,8 @@ final as (
         max(price) as high,
         min(price) as low,
         arg_max(price, (ts, event_id)) as close,
-        sum(volume) as volume,
+        -- A sum of BIGINTs is a HUGEINT, which pandas reads as a float.
+        cast(sum(volume) as bigint) as volume,
         sum(price * volume) / nullif(sum(volume), 0) as vwap,
         count(*) as trade_count,
         max(ts) as last_ts,

@@ -7,42 +7,22 @@
 }}
 
 {#-
-    Incremental runs read the files that S3 lists as written since the previous run began to
-    list (its `loaded_at`), less `listing_margin_minutes`, in the lake partitions from
-    `late_tick_days` before the newest loaded trade date through tomorrow (UTC; or the day after
-    the newest loaded one, if later). A partition gains a file per shard every micro-batch,
-    thousands a day: choosing from the listing costs no request per file, and no file is opened
-    twice but for the margin. Files that ingest runs land out of order are read once listed; what
-    the margin re-reads is dropped by event_id below.
+    Incremental runs read exactly the lake objects the `lake_objects` var names (s3:// URLs): the
+    Dagster step that builds these models passes what the raw_ticks runs wrote since the last build
+    that loaded (docs/architecture.md, "Exactly-once"). Without the var (dbt run by hand) they read
+    the whole lake, as a full refresh does. Ticks already loaded are skipped by event_id either way.
 -#}
-{%- set tick_files = 'raw/ticks/dt=*/shard=*/*.parquet' -%}
-{%- set listed_after, listing_started, new_files = none, none, none -%}
-{%- if is_incremental() and execute -%}
-    {%- set watermark_query -%}
-        select
-            cast(max(loaded_at) - interval {{ var('listing_margin_minutes') | int }} minute
-                as varchar),
-            cast(now() as varchar),
-            array_to_string(list_transform(generate_series(
-                cast(max(trade_date) - {{ var('late_tick_days') | int }} as timestamp),
-                cast(greatest(max(trade_date), cast(now() at time zone 'UTC' as date)) + 1
-                    as timestamp),
-                interval 1 day
-            ), day -> strftime(day, '%Y-%m-%d')), ',')
-        from {{ this }}
-    {%- endset -%}
-    {%- set listed_after, listing_started, days = run_query(watermark_query).rows[0] -%}
-{%- endif -%}
-{%- if listed_after -%}
-    {%- set days, partitions = days.split(','), [] -%}
-    {%- for day in days -%}
-        {%- do partitions.append(tick_files | replace('dt=*', 'dt=' ~ day)) -%}
+{%- set lake_objects = var('lake_objects', none) if is_incremental() else none -%}
+{%- set days = [] -%}
+{%- if lake_objects is not none -%}
+    {%- for url in lake_objects -%}
+        {%- set day = url.split('/dt=')[1][:10] -%}
+        {%- if day not in days -%}{%- do days.append(day) -%}{%- endif -%}
     {%- endfor -%}
-    {%- set new_files = lake_files_written_after(partitions, listed_after) -%}
+    {%- set nothing_to_read = not lake_objects -%}
+{%- else -%}
+    {%- set nothing_to_read = not lake_has_files('raw/ticks/dt=*/shard=*/*.parquet') -%}
 {%- endif -%}
-{%- set nothing_to_read = (
-    not new_files if new_files is not none else not lake_has_files(tick_files)
-) -%}
 
 with
 
@@ -63,11 +43,11 @@ source as (
         cast(null as timestamptz) as ingested_at,
         cast(null as date) as dt
     where false
-    {%- elif new_files is not none %}
+    {%- elif lake_objects is not none %}
     select * from read_parquet(
         [
-            {%- for file in new_files %}
-            {{ sql_string(file) }}{{ ',' if not loop.last }}
+            {%- for url in lake_objects %}
+            {{ sql_string(url) }}{{ ',' if not loop.last }}
             {%- endfor %}
         ],
         hive_partitioning = true
@@ -92,7 +72,7 @@ renamed as (
         source,
         arrival_ts,
         ingested_at,
-        -- time_bucket: date_trunc on a timestamptz goes through the time zone calendar, 4x slower.
+        -- time_bucket: date_trunc on a timestamptz goes through the time zone calendar.
         time_bucket(interval '1 minute', ts) as minute_ts
     from source
 
@@ -114,24 +94,24 @@ final as (
 
     select
         deduplicated.*,
-        {% if new_files -%}
-        -- The files this run did not list landed after its listing began: the next run lists
-        -- from here.
-        timestamptz '{{ listing_started }}' as loaded_at
-        {%- else -%}
         current_timestamp as loaded_at
-        {%- endif %}
     from deduplicated
-    {% if new_files -%}
-    -- A re-sent tick has the same event time, hence the same trade_date as its first copy.
+    {% if is_incremental() and not nothing_to_read -%}
+    -- A re-sent tick has the same event time, hence the same trade_date, as its first copy.
     anti join (
         select event_id from {{ this }}
-        where trade_date >= date '{{ days[0] }}'
+        {%- if days %}
+        where trade_date in (
+            {%- for day in days %}
+            date {{ sql_string(day) }}{{ ',' if not loop.last }}
+            {%- endfor %}
+        )
+        {%- endif %}
     ) as already_loaded using (event_id)
     {%- endif %}
 
 )
 
--- Stored in event-time order: zone maps then let incremental runs and tests skip old row groups.
+-- Stored in event-time order: file statistics then let incremental runs skip old files.
 select * from final
 order by ts

@@ -5,8 +5,7 @@ import duckdb
 from pydantic import Field
 
 from stock_pipeline.resources.market_data import EXCHANGE_TZ
-from stock_pipeline.resources.warehouse import attach_lake
-from stock_pipeline.settings import setting
+from stock_pipeline.resources.warehouse import connect
 
 # Where both exist, one row per symbol and day; official closes come through the staging view.
 COMPARED_CLOSES = """
@@ -33,7 +32,6 @@ class CloseReconciliationConfig(dg.Config):
 @dg.asset_check(
     asset="daily_prices",
     additional_deps=["stg_lake__daily_bars"],
-    pool="duckdb",
     # Once per weekday evening, after the official bars (18:30 New York) and the stream's daily
     # prices have both been updated since 18:45.
     automation_condition=dg.AutomationCondition.on_cron("45 18 * * 1-5", EXCHANGE_TZ),
@@ -41,8 +39,7 @@ class CloseReconciliationConfig(dg.Config):
     "closes agree within `relative_tolerance`. Warns with the list of disagreements.",
 )
 def daily_close_matches_official(config: CloseReconciliationConfig) -> dg.AssetCheckResult:
-    with duckdb.connect(setting("DUCKDB_DATABASE"), read_only=True) as con:
-        attach_lake(con)
+    with connect() as con:
         try:
             compared = con.execute(COMPARED_CLOSES).df()
         except duckdb.CatalogException as missing:

@@ -12,6 +12,8 @@ from stock_pipeline.defs.ingest.kinesis import RangeUnavailableError, read_range
 from stock_pipeline.defs.ingest.lake import WriteResult, write_quarantine, write_ticks
 from stock_pipeline.resources.aws import KinesisResource, LakeResource
 
+TICK_OBJECTS = "tick_objects"
+
 
 class ShardRange(dg.Config):
     shard_id: str
@@ -94,7 +96,9 @@ def raw_ticks(
             "records_quarantined": quarantined.rows,
             "partitions": dg.MetadataValue.json(sorted(written.partitions)),
             "partition_count": len(written.partitions),
-            "objects": dg.MetadataValue.json(written.keys + quarantined.keys),
+            # stg_lake__ticks reads exactly these (stock_pipeline/defs/transform/lake_objects.py).
+            TICK_OBJECTS: dg.MetadataValue.json([lake.url(key) for key in written.keys]),
+            "quarantine_objects": dg.MetadataValue.json([lake.url(k) for k in quarantined.keys]),
             "bytes_written": written.bytes + quarantined.bytes,
             "millis_behind_latest": max((outcome[1] for outcome in outcomes), default=0),
             "seconds": round(time.monotonic() - started, 3),

@@ -19,7 +19,7 @@ import pyarrow.json as pj
 from stock_pipeline.settings import setting
 from stock_pipeline.wire import MAX_RECORD_BYTES, SCHEMA_VERSION, SOURCES, SYMBOL_PATTERN
 
-# The wire fields as the JSON reader should type them (DESIGN.md, wire format).
+# The wire fields as the JSON reader should type them (docs/architecture.md, "Wire format").
 WIRE_SCHEMA = pa.schema(
     [
         ("event_id", pa.string()),

@@ -1,4 +1,4 @@
-"""Writing ticks and quarantined records to the S3 lake (DESIGN.md, lake layout).
+"""Writing ticks and quarantined records to the S3 lake (docs/architecture.md, "Lake layout").
 
 Object keys depend only on the Kinesis range they hold, so writing a range again overwrites the
 same objects: a retried or re-run range never adds a file.

@@ -12,12 +12,11 @@ each, once.
 from collections.abc import Iterator
 
 import dagster as dg
-import duckdb
 import pandas as pd
 
 from stock_pipeline.defs.quality.rules import CHECK, SEVERITY, AnomalyRules, find_anomalies
 from stock_pipeline.resources.alerts import Alert, AlertsResource
-from stock_pipeline.settings import setting
+from stock_pipeline.resources.warehouse import connect
 
 MINUTE_BARS = dg.AssetKey("minute_bars")
 CHECK_SEVERITY = {check: dg.AssetCheckSeverity(SEVERITY[rule]) for rule, check in CHECK.items()}
@@ -98,12 +97,13 @@ def anomaly_table(anomalies: pd.DataFrame) -> dg.TableMetadataValue:
     )
 
 
-@dg.multi_asset_check(specs=CHECK_SPECS, pool="duckdb")
+@dg.multi_asset_check(specs=CHECK_SPECS)
 def minute_bars_anomaly_checks(
     context: dg.AssetCheckExecutionContext, config: AnomalyRules, alerts: AlertsResource
 ) -> Iterator[dg.AssetCheckResult]:
     """Evaluate the anomaly rules on the whole mart and publish each new anomaly once."""
-    with duckdb.connect(setting("DUCKDB_DATABASE"), read_only=True) as con:
+    # The newest commit, not the last complete build: a bar that blocks the marts is in there.
+    with connect(latest=True) as con:
         anomalies = find_anomalies(con, config)
     delivery = alerts.publish(to_alerts(anomalies))
     if delivery.error:

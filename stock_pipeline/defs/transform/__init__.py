@@ -1,4 +1,4 @@
-"""Transform: the dbt project (staging -> marts) on DuckDB, as Dagster assets."""
+"""Transform: the dbt project (staging -> marts) on the DuckLake warehouse, and its upkeep."""
 
 import dagster as dg
 
@@ -8,10 +8,16 @@ from stock_pipeline.defs.transform.assets import (
     tick_models,
     transform_automation_sensor,
 )
+from stock_pipeline.defs.transform.maintenance import (
+    warehouse_maintenance_job,
+    warehouse_maintenance_schedule,
+)
 from stock_pipeline.resources.dbt_cli import DbtCli
 
 defs = dg.Definitions(
     assets=[tick_models, daily_bar_models],
+    jobs=[warehouse_maintenance_job],
+    schedules=[warehouse_maintenance_schedule],
     sensors=[transform_automation_sensor],
     resources={"dbt": DbtCli(project_dir=dbt_project())},
 )

@@ -5,10 +5,11 @@ The translator maps the dbt sources on the lake onto the Python assets that writ
 lineage from the stream to `latest_quotes`; dbt tests become asset checks.
 """
 
+import json
 import os
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from dagster_dbt import (
     dbt_assets,
 )
 
+from stock_pipeline.defs.transform.lake_objects import STG_TICKS, objects_to_load
+from stock_pipeline.resources.warehouse import Catalog, WarehouseError, connect
 from stock_pipeline.settings import apply_defaults
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[3] / "dbt_project"
@@ -39,18 +42,23 @@ UPDATE_AFTER_UPSTREAM = (
 
 
 def _parsed_for(project: DbtProject) -> Path:
-    """Where the warehouse path of the last parse is kept, next to its manifest."""
+    """Where the warehouse of the last parse is kept, next to its manifest."""
     return project.manifest_path.with_name("parsed_for_warehouse.txt")
+
+
+def _warehouse_profile() -> str:
+    """The settings profiles.yml reads: a parse holds for these values only."""
+    return "\n".join(os.environ[name] for name in ("WAREHOUSE_CATALOG", "WAREHOUSE_DATA_PATH"))
 
 
 def _manifest_is_stale(project: DbtProject) -> bool:
     """True when the manifest is missing, older than a file of the dbt project, or parsed for
-    another warehouse path (dbt's partial parse, which every `dbt build` starts from, holds only
-    for the profile it was made with; `make test` parses for its temporary warehouses)."""
+    another warehouse (dbt's partial parse, which every `dbt build` starts from, holds only for
+    the profile it was made with; `make test` parses for its temporary warehouses)."""
     parsed_for = _parsed_for(project)
     if not project.manifest_path.exists() or not parsed_for.exists():
         return True
-    if parsed_for.read_text() != os.environ["DUCKDB_DATABASE"]:
+    if parsed_for.read_text() != _warehouse_profile():
         return True
     built = project.manifest_path.stat().st_mtime
     return (
@@ -65,8 +73,8 @@ def _manifest_is_stale(project: DbtProject) -> bool:
 
 @cache
 def dbt_project() -> DbtProject:
-    # The parse below and every later `dbt build` must see the same profile: the warehouse path,
-    # made absolute.
+    # The parse below and every later `dbt build` must see the same profile: the warehouse's
+    # catalog and data path, made absolute.
     apply_defaults()
     # dagster-dbt runs `dbt` from PATH; `make dev` and `make test` run .venv's programs without
     # activating it, so put this interpreter's bin directory on PATH when dbt is not there.
@@ -79,7 +87,7 @@ def dbt_project() -> DbtProject:
     # load under `dagster dev`, and so in every run worker too: a dbt start-up per micro-batch.
     if _manifest_is_stale(project):
         project.preparer.prepare(project)
-        _parsed_for(project).write_text(os.environ["DUCKDB_DATABASE"])
+        _parsed_for(project).write_text(_warehouse_profile())
     return project
 
 
@@ -141,6 +149,16 @@ def _is_data_test_failure(invocation: DbtCliInvocation) -> bool:
     return "fail" in statuses and statuses <= {"success", "pass", "warn", "fail", "skipped"}
 
 
+def _catalog_error() -> str | None:
+    """Why the warehouse's catalog cannot be opened, or None if it can (or does not exist yet)."""
+    try:
+        if Catalog.from_setting().exists():
+            connect(latest=True).close()
+    except WarehouseError as err:
+        return str(err)
+    return None
+
+
 def dbt_build_step(
     name: str, select: str, automation_condition: dg.AutomationCondition | None = None
 ) -> dg.AssetsDefinition:
@@ -152,23 +170,43 @@ def dbt_build_step(
         project=dbt_project(),
         select=select,
         dagster_dbt_translator=TransformTranslator(automation_condition),
-        # DuckDB allows one writer process: every run writing the warehouse takes this pool.
+        # One writer at a time: DuckLake commits from concurrent builds would conflict.
         pool="duckdb",
     )
-    def models(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: DbtBuildConfig):
+    def models(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, config: DbtBuildConfig
+    ) -> Iterator:
         # Unit tests check the SQL, not the data: they run in `make test`, not on every batch.
         args = ["build", "--exclude-resource-type", "unit_test"]
         if config.full_refresh:
             args.append("--full-refresh")
+        loads_ticks = STG_TICKS in context.selected_asset_keys
+        if loads_ticks:
+            lake = objects_to_load(context.instance, config.full_refresh)
+            if lake.urls is not None:
+                args += ["--vars", json.dumps({"lake_objects": lake.urls})]
+            if lake.backlog:
+                context.log.warning("catching up: more lake objects wait for the next build")
         invocation = dbt.cli(args, context=context, raise_on_error=False)
-        yield from invocation.stream()
+        for event in invocation.stream():
+            # The cursor rides on staging's materialization: it moves only once staging loaded.
+            if (
+                loads_ticks
+                and isinstance(event, dg.Output)
+                and context.asset_key_for_output(event.output_name) == STG_TICKS
+            ):
+                event = event.with_metadata({**event.metadata, **lake.metadata()})
+            yield event
         # A failing data test is a failed asset check, not a failed step: dbt has skipped the
         # models downstream of it, and Dagster decides from the check's blocking flag whether
-        # the run stops. Anything else fails the step.
+        # the run stops. Anything else fails the step, with the catalog's own words if that is
+        # what failed.
         if not invocation.is_successful() and not _is_data_test_failure(invocation):
+            if (reason := _catalog_error()) is not None:
+                raise dg.Failure(reason)
             raise invocation.get_error()  # its target directory stays, for a post-mortem
-        # Each invocation writes its artifacts (manifest, run results, partial parse: 3.5 MB) to a
-        # target directory of its own: one per micro-batch would fill a laptop's disk in a day.
+        # Each invocation writes its artifacts (manifest, run results, partial parse) to a target
+        # directory of its own: one per micro-batch would fill a laptop's disk in a day.
         shutil.rmtree(invocation.target_path)
 
     return models

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 AWS_PORT ?= 4566
-BENCHMARKS := ingest_decode dbt_incremental dbt_full_refresh freshness read_while_writing
+BENCHMARKS := ingest_decode dbt_incremental dbt_full_refresh freshness read_while_writing producer
 
 .PHONY: help install system-deps dev test lint format validate docs sql local-aws provision produce alerts bench lock reset clean
 

@@ -97,7 +97,11 @@ def produce(args) -> None:
 
     from stock_pipeline.producer.kinesis import KinesisProducer
 
-    producer = KinesisProducer(boto3.client("kinesis"), setting("TICKS_STREAM"))
+    producer = KinesisProducer(
+        boto3.client("kinesis"),
+        setting("TICKS_STREAM"),
+        max_in_flight=int(setting("PRODUCER_MAX_IN_FLIGHT")),
+    )
     ticks = _ticks(args)
     if args.count:
         ticks = itertools.islice(ticks, args.count)
@@ -134,9 +138,11 @@ def local_aws(args) -> None:
     from moto.server import ThreadedMotoServer
 
     from stock_pipeline import devstack
+    from stock_pipeline.emulator import serialise_kinesis_shards
     from stock_pipeline.provision import provision
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    serialise_kinesis_shards()
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
     server.start()
     os.environ["AWS_ENDPOINT_URL"] = f"http://{args.host}:{args.port}"

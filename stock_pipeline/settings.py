@@ -32,6 +32,7 @@ DEFAULTS: dict[str, str] = {
     "SYMBOLS": "AAPL,MSFT,NVDA,AMZN,GOOGL,META,TSLA,BRK-B,JPM,V,"
     "UNH,XOM,JNJ,WMT,MA,PG,HD,COST,AVGO,KO",
     "PRODUCER_RATE": "50",
+    "PRODUCER_MAX_IN_FLIGHT": "8",
     "HISTORY_START_DATE": "2000-01-03",
     "LATEST_QUOTES_MAX_AGE_MINUTES": "10",
     # Anomaly thresholds (stock_pipeline/defs/quality/rules.py documents each).

@@ -261,6 +261,30 @@ def dev(args) -> None:
         devstack.stop_local_stack(producer, dagster, emulator, drain=drain)
 
 
+def fault_proxy(args) -> None:
+    """The fault-injecting proxy in the foreground until Ctrl-C."""
+    from stock_pipeline.fault_proxy import FaultProxy
+
+    proxy = FaultProxy(
+        args.upstream,
+        port=args.port,
+        s3_error_rate=args.s3_error_rate,
+        kinesis_throttle_rate=args.kinesis_throttle_rate,
+        seed=args.seed,
+    )
+    print(f"fault proxy on {proxy.url} -> {args.upstream}; set AWS_ENDPOINT_URL={proxy.url}")
+    try:
+        proxy.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        counts = proxy.counts
+        print(
+            f"forwarded {counts.forwarded}, S3 faults {counts.s3_faults}, "
+            f"Kinesis throttles {counts.kinesis_throttles}"
+        )
+
+
 def replay_quarantine(args) -> None:
     import boto3
 
@@ -417,6 +441,18 @@ def parser() -> argparse.ArgumentParser:
     )
     cmd.add_argument("--dry-run", action="store_true", help="count, put nothing")
     cmd.set_defaults(func=replay_quarantine)
+
+    cmd = commands.add_parser(
+        "fault-proxy", help="proxy to the emulator injecting S3 5xx/SlowDown, Kinesis throttling"
+    )
+    cmd.add_argument("--upstream", default=LOCAL_ENDPOINT, help="the emulator's URL")
+    cmd.add_argument("--port", type=int, default=4567)
+    cmd.add_argument("--s3-error-rate", type=float, default=0.1, help="share of S3 requests")
+    cmd.add_argument(
+        "--kinesis-throttle-rate", type=float, default=0.1, help="share of Kinesis requests"
+    )
+    cmd.add_argument("--seed", type=int, default=0)
+    cmd.set_defaults(func=fault_proxy)
 
     cmd = commands.add_parser("alerts", help="print alerts from the local SQS queue")
     cmd.add_argument("--json", action="store_true", help="raw JSON messages")

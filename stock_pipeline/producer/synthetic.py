@@ -63,6 +63,8 @@ class SyntheticMarket:
         self._rng = rng
         # Each symbol starts at its own level whatever the seed: a restarted producer trades
         # near the prices already in the warehouse, not at a level its checks find implausible.
+        # The seed's level draw is still made, so a seed's walks and volumes stay the same.
+        rng.uniform(20.0, 500.0, n)
         self._log_price = np.log([20.0 + zlib.crc32(s.encode()) % 480 for s in self.symbols])
         annual_vol = rng.uniform(0.15, 0.55, n)
         seconds_between_ticks = n / ticks_per_second  # per symbol, on average

@@ -234,7 +234,7 @@ def dev(args) -> None:
                 log.warning("canceled %d runs the last session left in flight", canceled)
     exe = [sys.executable, "-m", "stock_pipeline.cli"]
     emulator = producer = dagster = None
-    drain = True
+    drain = local  # the emulator's stream goes when it stops; a real one stays to resume from
     try:
         if local:
             emulator = _start([*exe, "local-aws", "--port", str(urlparse(endpoint).port)])
@@ -253,7 +253,7 @@ def dev(args) -> None:
         while all(p.poll() is None for p in processes):
             time.sleep(1)
         exited = [p.args for p in processes if p.poll() is not None]
-        drain = emulator is None or emulator.poll() is None
+        drain = local and emulator.poll() is None
         raise SystemExit(f"stopping: a process exited: {exited}")
     except KeyboardInterrupt:
         print("stopping...", file=sys.stderr)

@@ -5,6 +5,7 @@ docs/architecture.md (raw/ticks/dt=…/shard=…/<first>_<last>.parquet, RAW_TIC
 of at most `file_rows` ticks. Not a benchmark by itself.
 """
 
+import json
 import logging
 import os
 import socket
@@ -166,11 +167,18 @@ def _us(moment: datetime) -> int:
     return int(moment.timestamp() * 1_000_000)
 
 
-def dbt(*args: str) -> float:
-    """Seconds one dbt command takes, run as the Dagster asset runs it: a dbt subprocess."""
+def dbt(*args: str, lake_objects: list[str] | None = None) -> float:
+    """Seconds one dbt command takes, run as the Dagster asset runs it: a dbt subprocess, given
+    the lake objects a micro-batch wrote (None: none named, the whole lake)."""
+    env = dict(os.environ)
+    if lake_objects is not None:
+        env["LAKE_OBJECTS"] = json.dumps(lake_objects)
     started = time.perf_counter()
     done = subprocess.run(
-        [Path(sys.executable).with_name("dbt"), *args], cwd=DBT_PROJECT_DIR, capture_output=True
+        [Path(sys.executable).with_name("dbt"), *args],
+        cwd=DBT_PROJECT_DIR,
+        capture_output=True,
+        env=env,
     )
     elapsed = time.perf_counter() - started
     if done.returncode:

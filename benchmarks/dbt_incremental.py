@@ -7,13 +7,12 @@ Dagster asset runs it) after each of several micro-batches of 1,000 new ticks. T
   10,000,000 ticks in files of 50,000: the cost of history size (target: at most 1.5x);
   1,000,000 ticks in 10,000 files of 100, what most of a day of `make dev` micro-batches leaves
   in two partitions: the cost of file count.
-Each build reads the batch's objects, passed as the Dagster step passes them (the lake_objects var).
+Each build reads the batch's objects, passed as the Dagster step passes them (LAKE_OBJECTS).
 Prints the median and the fastest per history and their ratios to the baseline; on a shared
 machine the fastest is the steadier figure.
 Usage: python benchmarks/dbt_incremental.py [batches]
 """
 
-import json
 import statistics
 import sys
 import time
@@ -36,7 +35,7 @@ def measure(history: int, file_rows: int, batches: int) -> list[float]:
         timings = []
         for _ in range(batches):
             objects = lake.batch(BATCH_TICKS)
-            timings.append(dbt(*BUILD, "--vars", json.dumps({"lake_objects": objects})))
+            timings.append(dbt(*BUILD, lake_objects=objects))
         print(f"  incremental builds: {', '.join(f'{t:.2f}' for t in timings)} s")
         return timings
 

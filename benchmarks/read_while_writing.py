@@ -94,7 +94,7 @@ def main() -> None:
         builds = []
         while loaded.poll() is None:
             objects = lake.batch(1_000)
-            builds.append(dbt(*BUILD, "--vars", json.dumps({"lake_objects": objects})))
+            builds.append(dbt(*BUILD, lake_objects=objects))
         under_load = summary(loaded.communicate()[0])
 
     print(f"{len(builds)} micro-batch builds while reading, median {np.median(builds):.2f} s")

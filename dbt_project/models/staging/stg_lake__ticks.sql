@@ -7,12 +7,14 @@
 }}
 
 {#-
-    Incremental runs read exactly the lake objects the `lake_objects` var names (s3:// URLs): the
-    Dagster step that builds these models passes what the raw_ticks runs wrote since the last build
-    that loaded (docs/architecture.md, "Exactly-once"). Without the var (dbt run by hand) they read
-    the whole lake, as a full refresh does. Ticks already loaded are skipped by event_id either way.
+    Incremental runs read exactly the lake objects that LAKE_OBJECTS lists (a JSON array of s3://
+    URLs): the Dagster step that builds these models passes what the raw_ticks runs wrote since
+    the last build that loaded (docs/architecture.md, "Exactly-once"). An environment variable,
+    not a dbt var: a changed var makes dbt parse the whole project again, a changed variable only
+    the files that read it. Without it (dbt run by hand) they read the whole lake, as a full
+    refresh does. Ticks already loaded are skipped by event_id either way.
 -#}
-{%- set lake_objects = var('lake_objects', none) if is_incremental() else none -%}
+{%- set lake_objects = fromjson(env_var('LAKE_OBJECTS', 'null')) if is_incremental() else none -%}
 {%- set days = [] -%}
 {%- if lake_objects is not none -%}
     {%- for url in lake_objects -%}

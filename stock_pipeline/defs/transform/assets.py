@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,25 @@ def _is_data_test_failure(invocation: DbtCliInvocation) -> bool:
     return "fail" in statuses and statuses <= {"success", "pass", "warn", "fail", "skipped"}
 
 
+@contextmanager
+def _environment(**values: str | None) -> Iterator[None]:
+    """The environment with `values` set (None: unset) for the duration, then as it was."""
+    saved = {name: os.environ.get(name) for name in values}
+
+    def apply(new: dict[str, str | None]) -> None:
+        for name, value in new.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    apply(values)
+    try:
+        yield
+    finally:
+        apply(saved)
+
+
 def _catalog_error() -> str | None:
     """Why the warehouse's catalog cannot be opened, or None if it can (or does not exist yet)."""
     try:
@@ -181,13 +201,16 @@ def dbt_build_step(
         if config.full_refresh:
             args.append("--full-refresh")
         loads_ticks = STG_TICKS in context.selected_asset_keys
+        objects = None
         if loads_ticks:
             lake = objects_to_load(context.instance, config.full_refresh)
             if lake.urls is not None:
-                args += ["--vars", json.dumps({"lake_objects": lake.urls})]
+                objects = json.dumps(lake.urls)
             if lake.backlog:
                 context.log.warning("catching up: more lake objects wait for the next build")
-        invocation = dbt.cli(args, context=context, raise_on_error=False)
+        # dagster-dbt hands dbt this process's environment; the step runs alone in its process.
+        with _environment(LAKE_OBJECTS=objects):
+            invocation = dbt.cli(args, context=context, raise_on_error=False)
         for event in invocation.stream():
             # The cursor rides on staging's materialization: it moves only once staging loaded.
             if (

@@ -15,7 +15,7 @@ from stock_pipeline.defs.ingest.assets import TICK_OBJECTS
 RAW_TICKS = dg.AssetKey("raw_ticks")
 STG_TICKS = dg.AssetKey("stg_lake__ticks")
 CURSOR = "raw_ticks_cursor"
-# dbt takes vars on its command line, and Linux caps one argument at 128 KiB: a backlog is loaded
+# dbt gets the list in an environment variable, and Linux caps one at 128 KiB: a backlog is loaded
 # in builds of at most this many objects.
 MAX_OBJECTS = 400
 # Materializations of concurrent runs can commit out of storage-id order (the PostgreSQL event

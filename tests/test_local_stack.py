@@ -64,6 +64,18 @@ class Stack:
             assert time.monotonic() < deadline, f"no {text!r} after {timeout:.0f} s"
             time.sleep(0.5)
 
+    def abandon(self) -> None:
+        """After a failure: Ctrl-C twice (the second skips the drain), so nothing is left."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGINT)
+            time.sleep(5)
+            if self.process.poll() is None:
+                os.kill(self.process.pid, signal.SIGINT)
+            try:
+                self.process.wait(timeout=180)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+
     def stop(self) -> int:
         """Ctrl-C, as a person would; the exit code."""
         os.kill(self.process.pid, signal.SIGINT)
@@ -138,6 +150,15 @@ def wait_for_runs(instance: dg.DagsterInstance, succeeded: int, timeout: float) 
 
 
 @pytest.fixture
+def stacks():
+    """Stacks a test starts; whatever the outcome, none outlives it."""
+    started: list[Stack] = []
+    yield started
+    for stack in started:
+        stack.abandon()
+
+
+@pytest.fixture
 def stack_env(tmp_path) -> dict[str, str]:
     endpoint = f"http://127.0.0.1:{_free_port()}"
     env = {
@@ -162,13 +183,14 @@ def stack_env(tmp_path) -> dict[str, str]:
     return env
 
 
-def test_kill_and_restart_lose_and_double_nothing(stack_env, tmp_path, monkeypatch):
+def test_kill_and_restart_lose_and_double_nothing(stack_env, stacks, tmp_path, monkeypatch):
     endpoint, log = stack_env["AWS_ENDPOINT_URL"], tmp_path / "stack.log"
     monkeypatch.setenv("DAGSTER_HOME", stack_env["DAGSTER_HOME"])  # this test's instance
     on_streams: list[dict] = []
 
     # First start: SIGKILL a run worker mid-run; the daemon re-executes the run.
     stack = Stack(stack_env, log)
+    stacks.append(stack)
     stack.wait_for_line("Dagster UI", timeout=120)
     with dg.DagsterInstance.get() as instance:
         killed, killed_at = kill_a_run_worker(instance, timeout=240)
@@ -190,6 +212,7 @@ def test_kill_and_restart_lose_and_double_nothing(stack_env, tmp_path, monkeypat
 
     # Second start on the same local state: a new, empty stream; the lake comes back from disk.
     stack = Stack(stack_env, log)
+    stacks.append(stack)
     stack.wait_for_line("lake restored", timeout=120)
     assert not any("STARTING CLEAN" in line for line in stack.lines)
     with dg.DagsterInstance.get() as instance:

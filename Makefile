@@ -9,9 +9,9 @@ LINT_VENV := .venv-lint
 LINT_STAMP := $(LINT_VENV)/.installed-stamp
 AWS_PORT ?= 4566
 SERVE_PORT ?= 8000
-BENCHMARKS := ingest_decode dbt_incremental dbt_full_refresh freshness read_while_writing serve_latency provision
+BENCHMARKS := ingest_decode dbt_incremental dbt_full_refresh freshness read_while_writing serve_latency provision producer
 
-.PHONY: help install system-deps dev test infra-lint lint format validate docs sql local-aws provision produce alerts serve bench lock clean
+.PHONY: help install system-deps dev test infra-lint lint format validate docs sql local-aws provision produce alerts serve bench lock reset clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -95,6 +95,9 @@ lock: ## re-resolve dependencies and rewrite .ci/constraints.txt (the tested res
 	rm -rf /tmp/stock-pipeline-lock && $(PYTHON) -m venv /tmp/stock-pipeline-lock
 	/tmp/stock-pipeline-lock/bin/pip install --quiet -e '.[dev]'
 	/tmp/stock-pipeline-lock/bin/pip freeze --exclude-editable > .ci/constraints.txt
+
+reset: ## wipe local state (.data: warehouse and saved lake; .dagster: runs, cursors), keep .venv
+	rm -rf .data .dagster dbt_project/target dbt_project/logs
 
 clean: ## remove the virtualenv and local state (.data, .dagster, dbt target)
 	rm -rf $(VENV) $(LINT_VENV) .data .dagster dbt_project/target dbt_project/logs

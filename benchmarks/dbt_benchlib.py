@@ -155,7 +155,7 @@ class Lake:
                     dt = str(np.datetime64(int(day), "D"))
                     sink = pa.BufferOutputStream()
                     pq.write_table(part, sink, compression="zstd")
-                    key = f"raw/ticks/dt={dt}/shard={shard_id}/{first}_{last}.parquet"
+                    key = f"raw/ticks/dt={dt}/shard={shard_id}/{first}_{last}_0.parquet"
                     self.s3.put_object(
                         Bucket=setting("LAKE_BUCKET"), Key=key, Body=sink.getvalue().to_pybytes()
                     )

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -31,6 +32,34 @@ concurrency:
     max_concurrent_runs: 4
   pools:
     default_limit: 1
+# A run worker that dies (SIGKILL, out of memory) is marked failed by its code server within a
+# second; run monitoring catches runs stuck starting or canceling. The default run launcher
+# cannot resume a run in place, so run retries re-execute it from the failed step, with the
+# same Kinesis ranges (raw_ticks_job's dagster/max_retries tag).
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 90
+  cancel_timeout_seconds: 60
+  max_resume_run_attempts: 0
+  poll_interval_seconds: 10
+  # A dead run's pool slot (`duckdb`) is freed too, or every later dbt step waits for it.
+  free_slots_after_run_end_seconds: 5
+run_retries:
+  enabled: true
+  # Step failures have the assets' own retry policies; this is for crashed run workers.
+  retry_on_asset_or_op_failure: false
+code_servers:
+  # On shutdown the code server waits for the runs in flight instead of interrupting them.
+  wait_for_local_processes_on_shutdown: true
+# Sensor and schedule ticks older than a day are purged by the daemon; runs and their event
+# logs by dagster_state_purge_job (DAGSTER_RETENTION_HOURS).
+retention:
+  schedule:
+    purge_after_days: 1
+  sensor:
+    purge_after_days: 1
+  auto_materialize:
+    purge_after_days: 1
 telemetry:
   enabled: false
 """
@@ -47,6 +76,7 @@ def _load_dotenv(path: Path = Path(".env")) -> None:
 
 
 def _ticks(args) -> Iterator[dict]:
+    from stock_pipeline.csv_files import UnreadableCsvError
     from stock_pipeline.producer import sources
 
     if args.source == "synthetic":
@@ -55,7 +85,10 @@ def _ticks(args) -> Iterator[dict]:
         return sources.yfinance_ticks(args.symbols)
     if not args.file:
         raise SystemExit("--source csv needs --file PATH")
-    return iter(sources.csv_ticks(args.file))
+    try:
+        return iter(sources.csv_ticks(args.file))
+    except UnreadableCsvError as err:
+        raise SystemExit(f"stock-pipeline produce: {err}") from None
 
 
 def produce(args) -> None:
@@ -64,7 +97,11 @@ def produce(args) -> None:
 
     from stock_pipeline.producer.kinesis import KinesisProducer
 
-    producer = KinesisProducer(boto3.client("kinesis"), setting("TICKS_STREAM"))
+    producer = KinesisProducer(
+        boto3.client("kinesis"),
+        setting("TICKS_STREAM"),
+        max_in_flight=int(setting("PRODUCER_MAX_IN_FLIGHT")),
+    )
     ticks = _ticks(args)
     if args.count:
         ticks = itertools.islice(ticks, args.count)
@@ -96,18 +133,26 @@ def produce(args) -> None:
 
 
 def local_aws(args) -> None:
-    """The moto emulator in the foreground on 127.0.0.1, provisioned."""
+    """The moto emulator in the foreground on 127.0.0.1, provisioned, its lake kept on disk."""
+    import boto3
     from moto.server import ThreadedMotoServer
 
+    from stock_pipeline import devstack
+    from stock_pipeline.emulator import serialise_kinesis_shards
     from stock_pipeline.provision import provision
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    serialise_kinesis_shards()
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
     server.start()
     os.environ["AWS_ENDPOINT_URL"] = f"http://{args.host}:{args.port}"
     apply_defaults()  # test keys for the emulator
+    s3, bucket, snapshot = boto3.client("s3"), setting("LAKE_BUCKET"), devstack.snapshot_dir()
+    restored = False
     try:
         provision()
+        log.info("lake restored from %s: %s", snapshot, devstack.restore_lake(s3, bucket, snapshot))
+        restored = True
         print(
             f"AWS emulator on http://{args.host}:{args.port} (Kinesis, S3, SNS, SQS), "
             "provisioned. Ctrl-C stops it.",
@@ -119,6 +164,8 @@ def local_aws(args) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        if restored:  # a half-restored bucket must not overwrite the snapshot
+            log.info("lake saved to %s: %s", snapshot, devstack.save_lake(s3, bucket, snapshot))
         server.stop()
 
 
@@ -174,40 +221,98 @@ def stop_process_groups(processes: list[subprocess.Popen], timeout: float = 20) 
 
 def dev(args) -> None:
     """Emulator, producer and `dagster dev` together; Ctrl-C stops every one of them."""
+    import dagster as dg
+
+    from stock_pipeline import devstack
+
     # Ctrl-C and SIGTERM both stop the stack, even when started with SIGINT ignored (e.g. `&`).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     endpoint = os.environ.setdefault("AWS_ENDPOINT_URL", LOCAL_ENDPOINT)
     dagster_home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster").absolute())))
+    local = urlparse(endpoint).hostname in ("127.0.0.1", "localhost")
+    if local:
+        devstack.start_clean_if_lake_was_lost(dagster_home)
     dagster_home.mkdir(parents=True, exist_ok=True)
     (dagster_home / "dagster.yaml").write_text(DAGSTER_INSTANCE_YAML)
+    if local:
+        with dg.DagsterInstance.get() as instance:
+            if canceled := devstack.cancel_runs_left_in_flight(instance):
+                log.warning("canceled %d runs the last session left in flight", canceled)
     exe = [sys.executable, "-m", "stock_pipeline.cli"]
-    processes: list[subprocess.Popen] = []
+    emulator = producer = dagster = server = None
+    drain = local  # the emulator's stream goes when it stops; a real one stays to resume from
     try:
-        if urlparse(endpoint).hostname in ("127.0.0.1", "localhost"):
-            processes.append(_start([*exe, "local-aws", "--port", str(urlparse(endpoint).port)]))
+        if local:
+            emulator = _start([*exe, "local-aws", "--port", str(urlparse(endpoint).port)])
             _wait_for_port(endpoint)
         subprocess.run([*exe, "provision"], check=True)
         produce_args = ["produce"]  # source and rate from MARKET_DATA_SOURCE, PRODUCER_RATE
         if args.inject:
             produce_args += ["--inject", ",".join(args.inject)]
-        processes.append(_start([*exe, *produce_args]))
-        processes.append(_start(dagster_dev_command(args.port)))
-        processes.append(_start([*exe, "serve", "--port", str(args.serve_port)]))
+        producer = _start([*exe, *produce_args])
+        dagster = _start(dagster_dev_command(args.port))
+        server = _start([*exe, "serve", "--port", str(args.serve_port)])
         print(
             f"\n  Dagster UI: http://127.0.0.1:{args.port}"
             f"   Dashboard and API: http://127.0.0.1:{args.serve_port}"
             "   (Ctrl-C stops everything)\n",
             flush=True,
         )
+        processes = [p for p in (emulator, producer, dagster, server) if p is not None]
         while all(p.poll() is None for p in processes):
             time.sleep(1)
         exited = [p.args for p in processes if p.poll() is not None]
+        drain = local and emulator.poll() is None
         raise SystemExit(f"stopping: a process exited: {exited}")
     except KeyboardInterrupt:
         print("stopping...", file=sys.stderr)
     finally:
-        stop_process_groups(list(reversed(processes)))
+        if server is not None:  # it only reads: first to go
+            stop_process_groups([server])
+        devstack.stop_local_stack(producer, dagster, emulator, drain=drain)
+
+
+def fault_proxy(args) -> None:
+    """The fault-injecting proxy in the foreground until Ctrl-C."""
+    from stock_pipeline.fault_proxy import FaultProxy
+
+    proxy = FaultProxy(
+        args.upstream,
+        port=args.port,
+        s3_error_rate=args.s3_error_rate,
+        kinesis_throttle_rate=args.kinesis_throttle_rate,
+        seed=args.seed,
+    )
+    print(f"fault proxy on {proxy.url} -> {args.upstream}; set AWS_ENDPOINT_URL={proxy.url}")
+    try:
+        proxy.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        counts = proxy.counts
+        print(
+            f"forwarded {counts.forwarded}, S3 faults {counts.s3_faults}, "
+            f"Kinesis throttles {counts.kinesis_throttles}"
+        )
+
+
+def replay_quarantine(args) -> None:
+    import boto3
+
+    from stock_pipeline.producer.kinesis import KinesisProducer
+    from stock_pipeline.producer.replay import replay_quarantine as replay
+    from stock_pipeline.resources.aws import LakeResource
+
+    lake = LakeResource(bucket=setting("LAKE_BUCKET"), prefix=setting("LAKE_PREFIX"))
+    producer = (
+        None if args.dry_run else KinesisProducer(boto3.client("kinesis"), setting("TICKS_STREAM"))
+    )
+    counts = replay(lake, lake.get_client(), producer, reason=args.reason, since=args.since)
+    for reason, count in sorted(counts.items()):
+        print(f"{reason:40} {count:>10}")
+    verb = "would put" if args.dry_run else "put"
+    print(f"{verb} {sum(counts.values())} quarantined records back on {setting('TICKS_STREAM')}")
 
 
 def serve(args) -> None:
@@ -356,6 +461,28 @@ def parser() -> argparse.ArgumentParser:
     cmd.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
     cmd.add_argument("--port", type=int, default=8000)
     cmd.set_defaults(func=serve)
+
+    cmd = commands.add_parser(
+        "replay-quarantine", help="put quarantined records back on the stream (event ids kept)"
+    )
+    cmd.add_argument("--reason", help="only this reason (a prefix such as missing_field too)")
+    cmd.add_argument(
+        "--since", type=date.fromisoformat, help="only records that arrived on this date or later"
+    )
+    cmd.add_argument("--dry-run", action="store_true", help="count, put nothing")
+    cmd.set_defaults(func=replay_quarantine)
+
+    cmd = commands.add_parser(
+        "fault-proxy", help="proxy to the emulator injecting S3 5xx/SlowDown, Kinesis throttling"
+    )
+    cmd.add_argument("--upstream", default=LOCAL_ENDPOINT, help="the emulator's URL")
+    cmd.add_argument("--port", type=int, default=4567)
+    cmd.add_argument("--s3-error-rate", type=float, default=0.1, help="share of S3 requests")
+    cmd.add_argument(
+        "--kinesis-throttle-rate", type=float, default=0.1, help="share of Kinesis requests"
+    )
+    cmd.add_argument("--seed", type=int, default=0)
+    cmd.set_defaults(func=fault_proxy)
 
     cmd = commands.add_parser("alerts", help="print alerts from the local SQS queue")
     cmd.add_argument("--json", action="store_true", help="raw JSON messages")

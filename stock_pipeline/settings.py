@@ -15,6 +15,7 @@ DEFAULTS: dict[str, str] = {
     "TICKS_STREAM_SHARDS": "2",
     "KINESIS_SENSOR_INTERVAL_SECONDS": "5",
     "KINESIS_MAX_RECORDS_PER_RUN": "50000",
+    "MAX_FUTURE_SKEW_SECONDS": "300",
     "LAKE_BUCKET": "stock-lake",
     "LAKE_PREFIX": "",
     "ALERTS_TOPIC": "stock-alerts",
@@ -25,10 +26,15 @@ DEFAULTS: dict[str, str] = {
     "WAREHOUSE_DATA_PATH": ".data/warehouse/",
     "WAREHOUSE_SNAPSHOT_RETENTION_HOURS": "24",
     "WAREHOUSE_MAINTENANCE_CRON": "0 * * * *",
+    "LOCAL_S3_DIR": ".data/s3",
+    "DEV_DRAIN_TIMEOUT_SECONDS": "120",
+    "DAGSTER_RETENTION_HOURS": "24",
     "MARKET_DATA_SOURCE": "synthetic",
     "SYMBOLS": "AAPL,MSFT,NVDA,AMZN,GOOGL,META,TSLA,BRK-B,JPM,V,"
     "UNH,XOM,JNJ,WMT,MA,PG,HD,COST,AVGO,KO",
     "PRODUCER_RATE": "50",
+    "PRODUCER_MAX_IN_FLIGHT": "8",
+    "HISTORY_START_DATE": "2000-01-03",
     "LATEST_QUOTES_MAX_AGE_MINUTES": "10",
     "METRICS_NAMESPACE": "StockPipeline",
     # Anomaly thresholds (stock_pipeline/defs/quality/rules.py documents each).

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
+from stock_pipeline import csv_files
 from stock_pipeline.producer.synthetic import SyntheticMarket
 from stock_pipeline.wire import SCHEMA_VERSION
 
@@ -49,26 +50,39 @@ def csv_ticks(path: str) -> list[dict]:
     """Ticks from a CSV file, in timestamp order.
 
     Either a tick file (ts, symbol, price, volume, optional bid, ask, event_id) or OHLCV bars
-    (ts or date, symbol, open, high, low, close, volume).
+    (ts or date, symbol, open, high, low, close, volume). Times and files as `csv_files` reads
+    them; an unreadable one raises `UnreadableCsvError`.
     """
-    frame = pd.read_csv(path)
-    frame.columns = [c.strip().lower() for c in frame.columns]
+    frame = csv_files.read_csv(path)
     if "ts" not in frame and "date" in frame:
         frame["ts"] = frame["date"]
-    missing = {"ts", "symbol", "volume"} - set(frame.columns)
-    if missing or not ({"price", "close"} & set(frame.columns)):
-        raise ValueError(
-            f"{path}: need columns ts (or date), symbol, volume and price (ticks) or close (bars);"
-            f" missing {sorted(missing) or ['price/close']}"
-        )
-    if "price" not in frame:
-        return bars_to_ticks(frame, "csv")
-    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
-    frame = frame.sort_values("ts", kind="stable")
-    ticks = bars_to_ticks(frame.rename(columns={"price": "close"}), "csv")
+    csv_files.require_columns(path, frame, "ts", "symbol", "volume")
+    if not ({"price", "close"} & set(frame.columns)):
+        csv_files.require_columns(path, frame, "price")
+    price = "price" if "price" in frame else "close"
+    bars = pd.DataFrame(
+        {
+            "ts": csv_files.times(path, frame, "ts"),
+            "symbol": frame["symbol"],
+            "close": csv_files.numbers(path, frame, price),
+            "volume": csv_files.numbers(path, frame, "volume", required=price == "price"),
+        }
+    )
+    csv_files.require_values(path, frame, "symbol")
+    if price == "close":
+        return bars_to_ticks(bars, "csv")
+    if "bid" in frame:
+        bars["bid"] = csv_files.numbers(path, frame, "bid", required=False)
+    if "ask" in frame:
+        bars["ask"] = csv_files.numbers(path, frame, "ask", required=False)
+    if "event_id" in frame:
+        bars["event_id"] = frame["event_id"]
+    # bars_to_ticks orders by (ts, symbol) too, stably: its ticks line up with these rows.
+    bars = bars.sort_values(["ts", "symbol"], kind="stable")
+    ticks = bars_to_ticks(bars, "csv")
     for optional in ("bid", "ask", "event_id"):
-        if optional in frame:
-            for tick, value in zip(ticks, frame[optional], strict=True):
+        if optional in bars:
+            for tick, value in zip(ticks, bars[optional], strict=True):
                 if pd.notna(value):
                     tick[optional] = value if optional == "event_id" else float(value)
     return ticks

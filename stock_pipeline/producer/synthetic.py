@@ -6,6 +6,7 @@ Generation is vectorised with numpy in batches; only the final dicts are built p
 
 import math
 import uuid
+import zlib
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -17,6 +18,7 @@ INJECTIONS = ("price_jump", "volume_spike", "stale")
 PRICE_JUMP = 1.08  # the first symbol's level moves +8% and stays
 VOLUME_SPIKE = 30  # the second symbol's tick volumes x30 for one minute
 STALE_FOR = timedelta(minutes=15)  # the third symbol goes quiet this long
+STALE_SYMBOL = INJECTIONS.index("stale")  # injection k acts on symbol k
 
 SESSION_OPEN_UTC = timedelta(hours=13, minutes=30)  # 09:30 New York (EST)
 SESSION_MINUTES = 390
@@ -59,12 +61,16 @@ class SyntheticMarket:
         rng = np.random.default_rng(seed)
         n = len(self.symbols)
         self._rng = rng
-        self._log_price = np.log(rng.uniform(20.0, 500.0, n))
+        # Each symbol starts at its own level whatever the seed: a restarted producer trades
+        # near the prices already in the warehouse, not at a level its checks find implausible.
+        # The seed's level draw is still made, so a seed's walks and volumes stay the same.
+        rng.uniform(20.0, 500.0, n)
+        self._log_price = np.log([20.0 + zlib.crc32(s.encode()) % 480 for s in self.symbols])
         annual_vol = rng.uniform(0.15, 0.55, n)
         seconds_between_ticks = n / ticks_per_second  # per symbol, on average
         self._sigma = annual_vol * math.sqrt(seconds_between_ticks / TRADING_SECONDS_PER_YEAR)
         self._lot = rng.choice([1, 5, 10, 25], n)
-        self._emitted = 0  # ticks generated so far, including suppressed ones
+        self._emitted = 0  # ticks generated so far
 
     def ticks(self, count: int | None = None, until: datetime | None = None) -> Iterator[dict]:
         """Yield up to `count` ticks, or those with event time before `until`, in time order."""
@@ -87,6 +93,14 @@ class SyntheticMarket:
         start_us = int(self.start.timestamp() * 1e6)
         ts_us = start_us + offsets_us
         idx = rng.integers(0, n, BATCH)
+        inject_us = int(self.inject_at.timestamp() * 1e6)
+        if "stale" in self.inject:
+            # The silent symbol's turns go to the others: every slot of event time still has a
+            # tick, so event time keeps pace with the producer's wall-clock rate.
+            quiet_us = int(STALE_FOR.total_seconds() * 1e6)
+            quiet = (idx == STALE_SYMBOL) & (ts_us >= inject_us) & (ts_us < inject_us + quiet_us)
+            others = rng.integers(0, n - 1, BATCH)
+            idx = np.where(quiet, others + (others >= STALE_SYMBOL), idx)
 
         # Random walk per symbol: each tick moves its own symbol's log price.
         steps = rng.standard_normal(BATCH) * self._sigma[idx]
@@ -98,7 +112,6 @@ class SyntheticMarket:
                 log_price[mask] = path
                 self._log_price[s] = path[-1]
 
-        inject_us = int(self.inject_at.timestamp() * 1e6)
         if "price_jump" in self.inject:
             log_price += math.log(PRICE_JUMP) * ((idx == 0) & (ts_us >= inject_us))
         price = np.round(np.exp(log_price), 2)
@@ -109,11 +122,6 @@ class SyntheticMarket:
         if "volume_spike" in self.inject:
             spiking = (idx == 1) & (ts_us >= inject_us) & (ts_us < inject_us + 60_000_000)
             volume = np.where(spiking, volume * VOLUME_SPIKE, volume)
-
-        keep = np.ones(BATCH, dtype=bool)
-        if "stale" in self.inject:
-            quiet_us = int(STALE_FOR.total_seconds() * 1e6)
-            keep = ~((idx == 2) & (ts_us >= inject_us) & (ts_us < inject_us + quiet_us))
 
         iso = np.datetime_as_string(ts_us.astype("datetime64[us]"), unit="us")
         id_prefix = f"{self.seed}:{self.start.isoformat()}:"
@@ -130,5 +138,5 @@ class SyntheticMarket:
                 "schema_version": SCHEMA_VERSION,
                 "_ts": datetime.fromtimestamp(ts_us[i] / 1e6, UTC),
             }
-            for i in np.flatnonzero(keep)
+            for i in range(BATCH)
         ]

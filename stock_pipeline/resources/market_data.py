@@ -20,9 +20,11 @@ import pyarrow as pa
 import yfinance as yf
 from yfinance.exceptions import YFRateLimitError
 
+from stock_pipeline import csv_files
+from stock_pipeline.settings import setting
+
 EXCHANGE = "XNYS"
 EXCHANGE_TZ = "America/New_York"
-CALENDAR_START = "2000-01-03"
 
 # The lake's raw/daily_bars columns (docs/architecture.md, "Lake layout"). adj_close is null when
 # the source has no adjusted close (synthetic, csv files without one).
@@ -54,16 +56,48 @@ _YF_FIELDS = {
 YF_COLUMNS = ["symbol", "ts", *_YF_FIELDS.values()]
 
 
+class HistoryRangeError(ValueError):
+    """Daily history asked for before HISTORY_START_DATE, or a HISTORY_START_DATE that is wrong."""
+
+
+@cache
+def history_start() -> date:
+    """HISTORY_START_DATE: the first NYSE trading day daily history covers."""
+    value = setting("HISTORY_START_DATE")
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        message = f"HISTORY_START_DATE={value!r} is not a date (YYYY-MM-DD)"
+        raise HistoryRangeError(message) from None
+    calendar = exchange_calendars.get_calendar(EXCHANGE, start=day - timedelta(days=7))
+    if not calendar.is_session(pd.Timestamp(day)):
+        following = calendar.date_to_session(pd.Timestamp(day), direction="next").date()
+        raise HistoryRangeError(
+            f"HISTORY_START_DATE={value} is not an NYSE trading day; the next one is {following}"
+        )
+    return day
+
+
 @cache
 def exchange_calendar() -> exchange_calendars.ExchangeCalendar:
-    return exchange_calendars.get_calendar(EXCHANGE, start=CALENDAR_START)
+    return exchange_calendars.get_calendar(EXCHANGE, start=history_start())
+
+
+def check_history_range(start: date, end: date) -> None:
+    if start < history_start():
+        raise HistoryRangeError(
+            f"daily history {start}..{end} starts before HISTORY_START_DATE={history_start()}: "
+            "set HISTORY_START_DATE to an earlier trading day (and restart Dagster) to backfill it"
+        )
 
 
 def trading_sessions(start: date, end: date, closed_by: datetime | None = None) -> list[date]:
     """NYSE sessions in [start, end], with `closed_by` only those whose close is not later.
 
-    Dates outside the calendar's bounds have none.
+    Refuses a range that starts before HISTORY_START_DATE; dates after the calendar's end
+    have none.
     """
+    check_history_range(start, end)
     calendar = exchange_calendar()
     first = max(pd.Timestamp(start), calendar.first_session)
     last = min(pd.Timestamp(end), calendar.last_session)
@@ -211,21 +245,31 @@ def csv_daily_bars(path: str, symbols: Sequence[str], start: date, end: date) ->
         files = {None: location}
     frames = []
     for symbol, file in files.items():
-        frame = pd.read_csv(file)
-        frame.columns = frame.columns.str.strip().str.lower().str.replace(" ", "_")
+        frame = csv_files.read_csv(file)
         if symbol is not None and "symbol" not in frame:
             frame["symbol"] = symbol
-        frames.append(frame)
+        csv_files.require_columns(file, frame, "date", "symbol", *PRICE_COLUMNS, "volume")
+        csv_files.require_values(file, frame, "symbol")
+        columns = {
+            "symbol": frame["symbol"].str.upper(),
+            "date": csv_files.dates(file, frame, "date", EXCHANGE_TZ),
+        }
+        # An empty price is a day without a bar (vendors write `null`); text is an error.
+        for name in [*PRICE_COLUMNS, "volume", "adj_close"]:
+            if name in frame:
+                columns[name] = csv_files.numbers(file, frame, name, required=False)
+        columns["volume"] = columns["volume"].round().astype("Int64")
+        frames.append(pd.DataFrame(columns))
     if not frames:
         return pd.DataFrame(columns=DAILY_BARS_COLUMNS)
     bars = pd.concat(frames, ignore_index=True)
-    bars["symbol"] = bars["symbol"].str.strip().str.upper()
-    bars["date"] = pd.to_datetime(bars["date"]).dt.date
     bars = bars[bars["symbol"].isin(symbols) & bars["date"].between(start, end)]
     duplicated = bars.duplicated(["symbol", "date"], keep=False)
     if duplicated.any():
         rows = bars.loc[duplicated, ["symbol", "date"]].drop_duplicates()
-        raise ValueError(f"{path}: more than one bar for {rows.to_dict('records')}")
+        raise csv_files.UnreadableCsvError(
+            f"{path}: more than one bar for {rows.to_dict('records')}"
+        )
     return bars.dropna(subset=PRICE_COLUMNS).assign(source="csv")
 
 
@@ -239,6 +283,7 @@ class MarketDataResource(dg.ConfigurableResource):
     ) -> tuple[pd.DataFrame, list[str]]:
         """Bars for trading dates in [start, end] (`DAILY_BARS_COLUMNS`, sorted by date and
         symbol), and the symbols the source had no bar for in that range."""
+        check_history_range(start, end)
         kind, _, path = self.source.partition(":")
         if kind == "synthetic":
             bars = synthetic_daily_bars(symbols, start, end)

@@ -5,6 +5,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pandas as pd
+import pytest
 
 from stock_pipeline.defs.history import assets
 from stock_pipeline.defs.history.assets import daily_bars, daily_bars_schedule, trading_days
@@ -116,3 +117,19 @@ def test_schedule_asks_for_the_day_that_just_closed_in_new_york():
     # The key exists at that moment: today's partition is open before midnight (end_offset=1).
     keys = trading_days.get_partition_keys(current_time=evening)
     assert keys[-1] == "2025-12-02" and "2025-11-29" not in keys
+
+
+def test_partitions_start_at_the_history_start_date():
+    assert trading_days.get_first_partition_key() == "2000-01-03"
+
+
+def test_an_unreadable_vendor_file_fails_the_run_with_one_line(history_env, tmp_path):
+    vendor = tmp_path / "bars.csv"
+    vendor.write_text("date,symbol,open,high,low,close,volume\n2025-12-01,AAPL,10,12,9,11,1e\n")
+
+    with pytest.raises(dg.Failure) as raised:
+        materialize_days(
+            "2025-12-01", "2025-12-01", dg.DagsterInstance.ephemeral(), source=f"csv:{vendor}"
+        )
+    assert raised.value.description == f"{vendor}: line 2, column volume: '1e' is not a number"
+    assert not raised.value.allow_retries  # a retry cannot fix the file

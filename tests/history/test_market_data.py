@@ -8,11 +8,16 @@ import pytest
 import yfinance as yf
 from yfinance.exceptions import YFRateLimitError
 
+from stock_pipeline.csv_files import UnreadableCsvError
 from stock_pipeline.resources import market_data
 from stock_pipeline.resources.market_data import (
     DAILY_BARS_COLUMNS,
+    HistoryRangeError,
     MarketDataResource,
     download_yfinance,
+    exchange_calendar,
+    history_start,
+    trading_sessions,
 )
 
 FIELDS = ["Open", "High", "Low", "Close", "Adj Close", "Volume"]
@@ -234,3 +239,64 @@ def test_unknown_source_is_refused():
         MarketDataResource(source="bloomberg").daily_bars(
             ["AAPL"], date(2025, 12, 1), date(2025, 12, 1)
         )
+
+
+def test_csv_bars_as_people_save_them(tmp_path):
+    path = tmp_path / "bars.csv"
+    # Byte-order mark, CRLF, a vendor's "null" day, and dates written four ways: plain, a
+    # midnight in New York with its offset, the same instant in UTC, and a naive time.
+    path.write_bytes(
+        b"\xef\xbb\xbfDate,Symbol,Open,High,Low,Close,Adj Close,Volume\r\n"
+        b"2025-12-01,AAPL,10,12,9,11,10.5,100\r\n"
+        b"2025-12-02T00:00:00-05:00,AAPL,11,13,10,12,,200\r\n"
+        b"2025-12-03T05:00:00.000Z,AAPL,12,14,11,13,,300\r\n"
+        b"2025-12-04T00:00:00,AAPL,13,15,12,14,,400\r\n"
+        b"2025-12-05,AAPL,null,null,null,null,null,null\r\n"
+    )
+    bars, empty = MarketDataResource(source=f"csv:{path}").daily_bars(
+        ["AAPL"], date(2025, 12, 1), date(2025, 12, 5)
+    )
+    assert empty == []
+    assert bars[["date", "close", "volume"]].values.tolist() == [
+        [date(2025, 12, 1), 11.0, 100],
+        [date(2025, 12, 2), 12.0, 200],
+        [date(2025, 12, 3), 13.0, 300],
+        [date(2025, 12, 4), 14.0, 400],
+    ]
+    assert bars["adj_close"].iloc[0] == 10.5 and bars["adj_close"].iloc[1:].isna().all()
+
+
+def test_unreadable_bar_file_names_file_line_and_column(tmp_path):
+    path = tmp_path / "bars.csv"
+    path.write_text(
+        "date,symbol,open,high,low,close,volume\n"
+        "2025-12-01,AAPL,10,12,9,11,100\n2025-12-02,AAPL,11,13,10,twelve,200\n"
+    )
+    with pytest.raises(UnreadableCsvError, match=r"bars.csv: line 3, column close: 'twelve'"):
+        MarketDataResource(source=f"csv:{path}").daily_bars(
+            ["AAPL"], date(2025, 12, 1), date(2025, 12, 2)
+        )
+
+
+def test_history_before_its_start_date_is_refused_with_the_variable_to_change(monkeypatch):
+    with pytest.raises(HistoryRangeError, match=r"before HISTORY_START_DATE=2000-01-03: set"):
+        MarketDataResource(source="synthetic").daily_bars(
+            ["AAPL"], date(1999, 12, 1), date(2000, 1, 31)
+        )
+    for value, message in [
+        ("2000-01-01", "not an NYSE trading day; the next one is 2000-01-03"),
+        ("January 2000", "is not a date"),
+    ]:
+        monkeypatch.setenv("HISTORY_START_DATE", value)
+        history_start.cache_clear()
+        with pytest.raises(HistoryRangeError, match=message):
+            history_start()
+    monkeypatch.setenv("HISTORY_START_DATE", "1990-01-02")
+    history_start.cache_clear()
+    exchange_calendar.cache_clear()
+    try:
+        assert trading_sessions(date(1990, 1, 2), date(1990, 1, 5))[0] == date(1990, 1, 2)
+    finally:
+        monkeypatch.undo()
+        history_start.cache_clear()
+        exchange_calendar.cache_clear()

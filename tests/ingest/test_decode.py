@@ -1,6 +1,6 @@
 """decode_records: every record accounted for, each valid tick keeps its own record's metadata."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 
@@ -53,3 +53,25 @@ def test_ticks_keep_their_metadata_around_refused_records():
         tick = expected[row["sequence_number"]]
         assert row["event_id"] == tick["event_id"] and row["price"] == tick["price"]
         assert row["ts"] == datetime.fromisoformat(tick["ts"])
+
+
+def test_event_time_beyond_the_allowed_skew_after_arrival_is_quarantined(monkeypatch):
+    arrival = datetime(2024, 3, 5, 16, tzinfo=UTC)
+    template = next(iter(SyntheticMarket(["AAPL"], start=arrival).ticks(count=1)))
+    ahead = {"on-time": 0, "at-limit": 300, "just-past": 300.001, "tomorrow": 86_400}
+    data = [
+        encode_tick(
+            {**template, "event_id": name, "ts": (arrival + timedelta(seconds=s)).isoformat()}
+        )
+        for name, s in ahead.items()
+    ]
+
+    good, bad = decode_records(data, meta_for(len(data)))
+    assert good.column("event_id").to_pylist() == ["on-time", "at-limit"]
+    assert bad.column("sequence_number").to_pylist() == ["2", "3"]
+    assert set(bad.column("reason").to_pylist()) == {"future_timestamp"}
+
+    # The bound follows MAX_FUTURE_SKEW_SECONDS, or the argument when given.
+    monkeypatch.setenv("MAX_FUTURE_SKEW_SECONDS", "86400")
+    assert decode_records(data, meta_for(len(data)))[1].num_rows == 0
+    assert decode_records(data, meta_for(len(data)), max_future_skew_seconds=0)[0].num_rows == 1

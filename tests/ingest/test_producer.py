@@ -53,10 +53,12 @@ def stream_event_ids(client) -> list[str]:
             ShardId=shard.shard_id,
             ShardIteratorType="TRIM_HORIZON",
         )["ShardIterator"]
-        ids += [
-            json.loads(r["Data"])["event_id"]
-            for r in client.get_records(ShardIterator=iterator, Limit=10_000)["Records"]
-        ]
+        while iterator:
+            page = client.get_records(ShardIterator=iterator, Limit=10_000)
+            ids += [json.loads(r["Data"])["event_id"] for r in page["Records"]]
+            if not page["Records"] and not page.get("MillisBehindLatest"):
+                break
+            iterator = page.get("NextShardIterator")
     return ids
 
 
@@ -87,3 +89,15 @@ def test_batches_respect_service_limits():
         size = sum(len(e["Data"]) + len(e["PartitionKey"]) for e in batch)
         assert size <= MAX_BYTES_PER_CALL and len(batch) <= MAX_RECORDS_PER_CALL
     assert len(batches) == 3
+
+
+def test_calls_in_flight_at_once_put_every_tick_once(provisioned):
+    client = boto3.client("kinesis")
+    producer = KinesisProducer(client, setting("TICKS_STREAM"), max_in_flight=4)
+    ticks = list(
+        SyntheticMarket(["AAPL", "MSFT"], start=datetime(2024, 3, 5, tzinfo=UTC)).ticks(count=3000)
+    )
+    for start in range(0, len(ticks), 1000):
+        producer.put_ticks(ticks[start : start + 1000])
+    assert producer.stats.sent == 3000 and producer.stats.calls == 12  # 3 rounds of 4 calls
+    assert sorted(stream_event_ids(client)) == sorted(t["event_id"] for t in ticks)

@@ -49,6 +49,7 @@ MALFORMED = [
     (tick_bytes(event_id="x12", ts="yesterday"), "bad_timestamp"),
     (tick_bytes(event_id="x13", ts="2024-02-30T15:00:00+00:00"), "bad_timestamp"),
     (tick_bytes(event_id="x14", ts="2024-03-05T15:00:00"), "bad_timestamp"),  # no offset
+    (tick_bytes(event_id="x21", ts="2099-01-02T15:00:00+00:00"), "future_timestamp"),
     (tick_bytes(event_id="x15", bid=171.0, ask=170.0), "bid_above_ask"),
     (tick_bytes(event_id="x16", volume=-5), "negative_volume"),
     (tick_bytes(event_id="x17", source="bloomberg"), "bad_source"),

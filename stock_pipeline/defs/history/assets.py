@@ -11,12 +11,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from stock_pipeline.csv_files import UnreadableCsvError
 from stock_pipeline.resources.aws import LakeResource
 from stock_pipeline.resources.market_data import (
     DAILY_BARS_COLUMNS,
     DAILY_BARS_SCHEMA,
     EXCHANGE_TZ,
     MarketDataResource,
+    history_start,
     trading_sessions,
 )
 from stock_pipeline.settings import symbols
@@ -26,7 +28,7 @@ from stock_pipeline.settings import symbols
 trading_days = dg.TimeWindowPartitionsDefinition(
     cron_schedule="0 0 * * 1-5",
     fmt="%Y-%m-%d",
-    start="2010-01-04",
+    start=history_start().isoformat(),
     timezone=EXCHANGE_TZ,
     end_offset=1,
 )
@@ -61,7 +63,11 @@ def daily_bars(
     # A session not closed yet has no official bar: its file stays empty until a later run.
     closed = trading_sessions(days[0], days[-1], closed_by=datetime.now(UTC))
     if closed:
-        bars, empty_symbols = market_data.daily_bars(symbols(), closed[0], closed[-1])
+        try:
+            bars, empty_symbols = market_data.daily_bars(symbols(), closed[0], closed[-1])
+        except UnreadableCsvError as err:
+            # The file needs fixing by a person: retrying the run cannot help.
+            raise dg.Failure(str(err), allow_retries=False) from None
     else:
         bars, empty_symbols = pd.DataFrame(columns=DAILY_BARS_COLUMNS), []
     by_day = dict(tuple(bars.groupby("date")))

@@ -3,13 +3,19 @@
 import dagster as dg
 
 from stock_pipeline.defs.ingest.assets import raw_ticks, raw_ticks_job
+from stock_pipeline.defs.ingest.compaction import (
+    raw_ticks_compaction,
+    raw_ticks_compaction_job,
+    raw_ticks_compaction_schedule,
+)
 from stock_pipeline.defs.ingest.sensors import kinesis_ticks_sensor
 from stock_pipeline.resources.aws import KinesisResource, LakeResource
 from stock_pipeline.resources.metrics import MetricsResource
 
 defs = dg.Definitions(
-    assets=[raw_ticks],
-    jobs=[raw_ticks_job],
+    assets=[raw_ticks, raw_ticks_compaction],
+    jobs=[raw_ticks_job, raw_ticks_compaction_job],
+    schedules=[raw_ticks_compaction_schedule],
     sensors=[kinesis_ticks_sensor],
     resources={
         "kinesis": KinesisResource(stream_name=dg.EnvVar("TICKS_STREAM")),

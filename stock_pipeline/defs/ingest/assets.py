@@ -26,6 +26,9 @@ class RawTicksConfig(dg.Config):
     """The exact records this run consumes: for each shard, a sequence range (inclusive)."""
 
     ranges: list[ShardRange]
+    # The stream's creation time: a re-created stream (or a restarted emulator) numbers its
+    # records from the start again, so object keys carry it to stay apart from the old ones.
+    stream_created_ms: int
 
 
 def _records_table(records: list[dict], shard_id: str) -> tuple[list[bytes], pa.Table]:
@@ -75,8 +78,9 @@ def raw_ticks(
             context.log.warning(
                 f"shard {shard_range.shard_id}: {bad.num_rows} records quarantined ({reasons})"
             )
-        written = write_ticks(lake, s3, ticks, *args)
-        return len(records), millis_behind, written, write_quarantine(lake, s3, bad, *args)
+        key_args = (*args, config.stream_created_ms)
+        written = write_ticks(lake, s3, ticks, *key_args)
+        return len(records), millis_behind, written, write_quarantine(lake, s3, bad, *key_args)
 
     # Shards are independent: read, decode and write them side by side (boto3 clients are
     # thread-safe, and Arrow and Parquet release the GIL).
@@ -127,4 +131,8 @@ raw_ticks_job = dg.define_asset_job(
     - dg.AssetSelection.checks(DAILY_RECONCILIATION),
     description="Consume one micro-batch of Kinesis ranges into the lake and update the models "
     "built on it (launched by kinesis_ticks_sensor).",
+    # With run retries on in the instance, a run whose worker died is re-executed from the step
+    # that did not finish, with the same ranges: the lake keys and staging's de-duplication
+    # keep it exactly once.
+    tags={"dagster/max_retries": "3", "dagster/retry_strategy": "FROM_FAILURE"},
 )

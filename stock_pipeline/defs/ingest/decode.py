@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from stock_pipeline.settings import setting
 from stock_pipeline.wire import MAX_RECORD_BYTES, SCHEMA_VERSION, SOURCES, SYMBOL_PATTERN
 
 # The wire fields as the JSON reader should type them (docs/architecture.md, "Wire format").
@@ -55,11 +56,14 @@ def _cast_or_null(array: pa.Array, target: pa.DataType) -> pa.Array:
         )
 
 
-def _broken_rules(parsed: pa.Table, ts: pa.Array) -> list[tuple[str, pa.Array]]:
+def _broken_rules(
+    parsed: pa.Table, ts: pa.Array, latest_ts: pa.Array
+) -> list[tuple[str, pa.Array]]:
     """(reason, which rows break the rule), in the order the rules are checked.
 
     `ts` is the event time parsed by Arrow's ISO-8601 reader into UTC: null where the string
-    is not an ISO-8601 date and time with a UTC offset (Z, +HH:MM, +HHMM).
+    is not an ISO-8601 date and time with a UTC offset (Z, +HH:MM, +HHMM). `latest_ts` is the
+    latest event time each row may carry (its arrival plus the allowed clock skew).
     """
     col = parsed.column
     rules = [(f"missing_field:{name}", pc.is_null(col(name))) for name in REQUIRED]
@@ -67,6 +71,7 @@ def _broken_rules(parsed: pa.Table, ts: pa.Array) -> list[tuple[str, pa.Array]]:
         ("missing_field:event_id", pc.equal(col("event_id"), "")),
         ("bad_symbol", pc.invert(pc.match_substring_regex(col("symbol"), SYMBOL_PATTERN))),
         ("bad_timestamp", pc.is_null(ts)),
+        ("future_timestamp", pc.greater(ts, latest_ts)),
         ("non_finite_price", pc.invert(pc.is_finite(col("price")))),
         ("non_positive_price", pc.less_equal(col("price"), 0)),
         ("negative_volume", pc.less(col("volume"), 0)),
@@ -134,13 +139,19 @@ def _parse_one(payload: bytes) -> dict | str:
     return fields
 
 
-def decode_records(data: list[bytes], meta: pa.Table) -> tuple[pa.Table, pa.Table]:
+def decode_records(
+    data: list[bytes], meta: pa.Table, max_future_skew_seconds: float | None = None
+) -> tuple[pa.Table, pa.Table]:
     """Split raw records into (ticks, quarantine).
 
     `data` are the record payloads; `meta` has one row per record (shard_id, sequence_number,
     arrival_ts). Ticks have the wire fields typed plus the meta columns; quarantine rows have
-    the meta columns, the raw `data` and a `reason`.
+    the meta columns, the raw `data` and a `reason`. A tick whose event time is more than
+    `max_future_skew_seconds` (default MAX_FUTURE_SKEW_SECONDS) after its arrival is
+    quarantined as `future_timestamp`: no clock is that far off, the producer's is wrong.
     """
+    if max_future_skew_seconds is None:
+        max_future_skew_seconds = float(setting("MAX_FUTURE_SKEW_SECONDS"))
     # One buffer of newline-terminated records serves both the JSON reader and, viewed as a
     # binary array of record+newline slices, the column checks: no per-record Arrow conversion.
     joined = b"\n".join(data) + b"\n"
@@ -180,7 +191,9 @@ def decode_records(data: list[bytes], meta: pa.Table) -> tuple[pa.Table, pa.Tabl
         parsed = parsed.sort_by("row")
 
     ts = _cast_or_null(parsed.column("ts").combine_chunks(), TIMESTAMP_UTC)
-    rules = _broken_rules(parsed, ts)
+    arrival = pc.cast(meta.column("arrival_ts").take(parsed.column("row")), TIMESTAMP_UTC)
+    skew = pa.scalar(round(max_future_skew_seconds * 1e6), pa.duration("us"))
+    rules = _broken_rules(parsed, ts, pc.add(arrival, skew))
     invalid = functools.reduce(pc.or_, (broken for _, broken in rules))
     if pc.any(invalid).as_py():
         unexplained = invalid

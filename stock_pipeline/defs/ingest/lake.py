@@ -62,11 +62,16 @@ def _write_by_date(lake, s3, table, ts_column, folder, shard_id, name, encode) -
     return result
 
 
+def range_name(first: str, last: str, stream_created_ms: int) -> str:
+    """<first>_<last>_<stream creation ms>: the one name of a shard range of one stream."""
+    return f"{first}_{last}_{stream_created_ms}"
+
+
 def write_ticks(
-    lake: LakeResource, s3, ticks: pa.Table, shard_id: str, first: str, last: str
+    lake: LakeResource, s3, ticks: pa.Table, shard_id: str, first: str, last: str, stream_ms: int
 ) -> WriteResult:
-    """raw/ticks/dt=<event date>/shard=<shard>/<first>_<last>.parquet, one per event date."""
-    name = f"{first}_{last}.parquet"
+    """raw/ticks/dt=<event date>/shard=<shard>/<range name>.parquet, one per event date."""
+    name = f"{range_name(first, last, stream_ms)}.parquet"
     return _write_by_date(lake, s3, ticks, "ts", "raw/ticks", shard_id, name, ticks_parquet)
 
 
@@ -86,13 +91,13 @@ def _quarantine_jsonl_gz(records: pa.Table) -> bytes:
 
 
 def write_quarantine(
-    lake: LakeResource, s3, records: pa.Table, shard_id: str, first: str, last: str
+    lake: LakeResource, s3, records: pa.Table, shard_id: str, first: str, last: str, stream_ms: int
 ) -> WriteResult:
-    """quarantine/ticks/dt=<arrival date>/shard=<shard>/<first>_<last>.jsonl.gz.
+    """quarantine/ticks/dt=<arrival date>/shard=<shard>/<range name>.jsonl.gz.
 
     Bad records may have no readable event time, so they are filed by arrival date.
     """
-    name = f"{first}_{last}.jsonl.gz"
+    name = f"{range_name(first, last, stream_ms)}.jsonl.gz"
     return _write_by_date(
         lake, s3, records, "arrival_ts", "quarantine/ticks", shard_id, name, _quarantine_jsonl_gz
     )

@@ -1,9 +1,10 @@
 """`kinesis_ticks_sensor`: turns the stream into micro-batch runs with per-shard checkpoints.
 
-The cursor holds, for each shard, the last sequence number handed to a run (and its arrival
-time), plus the closed shards already drained. Each tick proposes at most one run carrying the
-exact range to consume on each shard; its run_key is derived from those ranges, so the same
-ranges can never launch twice, and the cursor moves only past ranges handed to that run.
+The cursor holds the stream it belongs to (ARN and creation time), for each shard the last
+sequence number handed to a run (and its arrival time), plus the closed shards already drained.
+Each tick proposes at most one run carrying the exact range to consume on each shard; its
+run_key is derived from the stream and those ranges, so the same ranges can never launch twice,
+and the cursor moves only past ranges handed to that run.
 """
 
 import hashlib
@@ -26,8 +27,9 @@ IN_FLIGHT = [
 MAX_IN_FLIGHT = 2  # one run updating the warehouse while the next starts up and lands its batch
 
 
-def _run_key(ranges: list[ShardRange]) -> str:
-    canonical = json.dumps([r.model_dump() for r in ranges], sort_keys=True)
+def _run_key(stream: dict, ranges: list[ShardRange]) -> str:
+    # A re-created stream reuses shard ids and sequence numbers: its ranges need their own keys.
+    canonical = json.dumps([stream, [r.model_dump() for r in ranges]], sort_keys=True)
     return "kinesis-" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
@@ -50,16 +52,29 @@ def kinesis_ticks_sensor(
         return dg.SensorResult(skip_reason=f"{in_flight} raw_ticks_job runs already in flight")
 
     state = json.loads(context.cursor) if context.cursor else {"shards": {}, "drained": []}
-    checkpoints: dict[str, dict] = state["shards"]
     client = kinesis.get_client()
+    summary = client.describe_stream_summary(StreamName=kinesis.stream_name)[
+        "StreamDescriptionSummary"
+    ]
+    stream = {
+        "arn": summary["StreamARN"],
+        "created": summary["StreamCreationTimestamp"].timestamp(),
+    }
+    if state.get("stream", stream) != stream:
+        context.log.error(
+            f"STREAM CHANGED: {kinesis.stream_name} is not the stream this cursor was written "
+            f"for (was {state['stream']}, now {stream}): it was re-created, or the emulator "
+            "restarted. Reading the new stream from its oldest record (TRIM_HORIZON); records "
+            "the old stream held and no run consumed are gone with it."
+        )
+        state = {"shards": {}, "drained": []}
+    checkpoints: dict[str, dict] = state["shards"]
     shards = list_shards(client, kinesis.stream_name)
     known = {shard.shard_id for shard in shards}
     # A parent that aged out of the stream (past retention) counts as drained.
     drained = {shard_id for shard_id in state["drained"] if shard_id in known}
 
-    retention_hours = client.describe_stream_summary(StreamName=kinesis.stream_name)[
-        "StreamDescriptionSummary"
-    ]["RetentionPeriodHours"]
+    retention_hours = summary["RetentionPeriodHours"]
     for shard_id, checkpoint in checkpoints.items():
         age_hours = (time.time() - checkpoint["arrival"]) / 3600
         if shard_id in known and shard_id not in drained and age_hours > retention_hours:
@@ -106,12 +121,18 @@ def kinesis_ticks_sensor(
             drained.add(shard.shard_id)
             context.log.info(f"shard {shard.shard_id} is closed and drained; children may start")
 
-    cursor = json.dumps({"shards": checkpoints, "drained": sorted(drained)})
+    cursor = json.dumps({"stream": stream, "shards": checkpoints, "drained": sorted(drained)})
     if not ranges:
         return dg.SensorResult(skip_reason="no new records on the stream", cursor=cursor)
     request = dg.RunRequest(
-        run_key=_run_key(ranges),
-        run_config=dg.RunConfig(ops={"raw_ticks": RawTicksConfig(ranges=ranges)}),
+        run_key=_run_key(stream, ranges),
+        run_config=dg.RunConfig(
+            ops={
+                "raw_ticks": RawTicksConfig(
+                    ranges=ranges, stream_created_ms=round(stream["created"] * 1000)
+                )
+            }
+        ),
         tags={"stock_pipeline/records": str(records)},
     )
     return dg.SensorResult(run_requests=[request], cursor=cursor)

@@ -1,0 +1,42 @@
+"""A stream that is not the cursor's (re-created, a new emulator) is read from its beginning."""
+
+import json
+from datetime import UTC, datetime
+
+import boto3
+import duckdb
+
+from stock_pipeline.producer.synthetic import SyntheticMarket
+from stock_pipeline.resources.warehouse import attach_lake
+from stock_pipeline.settings import setting
+
+
+def lake_event_ids() -> list[str]:
+    con = attach_lake(duckdb.connect())
+    glob = f"s3://{setting('LAKE_BUCKET')}/raw/ticks/dt=*/shard=*/*.parquet"
+    return [
+        row[0] for row in con.execute("select event_id from read_parquet(?)", [glob]).fetchall()
+    ]
+
+
+def test_recreated_stream_is_read_from_trim_horizon(ingest_ticks):
+    kinesis = boto3.client("kinesis")
+    stream = setting("TICKS_STREAM")
+    ticks = list(
+        SyntheticMarket(["AAPL", "MSFT"], start=datetime(2024, 3, 5, 15, tzinfo=UTC)).ticks(200)
+    )
+    ingest_ticks(ticks[:150])
+    first_identity = json.loads(ingest_ticks.cursor)["stream"]
+
+    # The emulator restarted: same name, same shard ids, sequence numbers from the start again,
+    # lower than the cursor's checkpoints.
+    kinesis.delete_stream(StreamName=stream)
+    kinesis.get_waiter("stream_not_exists").wait(StreamName=stream)
+    kinesis.create_stream(StreamName=stream, ShardCount=2)
+    kinesis.get_waiter("stream_exists").wait(StreamName=stream)
+    ingest_ticks(ticks[150:])
+
+    # Both streams' ranges are in the lake, once each: the new stream's "1".."n" ranges did not
+    # overwrite the old stream's objects of the same sequence numbers.
+    assert sorted(lake_event_ids()) == sorted(t["event_id"] for t in ticks)
+    assert json.loads(ingest_ticks.cursor)["stream"] != first_identity

@@ -13,7 +13,6 @@ from fnmatch import fnmatchcase
 import boto3
 import dagster as dg
 import pytest
-import requests
 
 from stock_pipeline.defs.history.assets import daily_bars
 from stock_pipeline.defs.quality.checks import minute_bars_anomaly_checks
@@ -21,6 +20,7 @@ from stock_pipeline.defs.quality.health import latest_quotes_freshness_sensor, r
 from stock_pipeline.defs.transform.assets import daily_bar_models, dbt_project, tick_models
 from stock_pipeline.defs.transform.maintenance import warehouse_maintenance_job
 from stock_pipeline.producer.kinesis import KinesisProducer
+from stock_pipeline.resources import warehouse
 from stock_pipeline.resources.alerts import AlertsResource
 from stock_pipeline.resources.aws import KinesisResource, LakeResource
 from stock_pipeline.resources.dbt_cli import DbtCli
@@ -30,7 +30,6 @@ from stock_pipeline.settings import setting, symbols
 from tests.helpers import StreamIngest
 from tests.infra.aws_calls import ACCOUNT, REGION, Call, record
 from tests.quality.conftest import session_ticks
-from tests.serve.conftest import serving
 
 COMPONENTS = ("producer", "pipeline", "reader")
 # Actions that support no resource-level permissions: `*` is their only resource form.
@@ -176,17 +175,15 @@ def maintain_and_watch(instance: dg.DagsterInstance) -> None:
 
 
 def read_as_the_api_does() -> None:
-    """The reader's calls: `stock-pipeline serve`, as a user runs it, asked every endpoint."""
-    with serving() as url:
-        for path in (
-            "/v1/symbols",
-            "/v1/quotes/latest",
-            "/v1/bars/AAPL?timeframe=1Min",
-            "/v1/bars/AAPL?timeframe=1Day",
-            "/v1/alerts",
-            "/v1/health",
-        ):
-            requests.get(url + path, timeout=120).raise_for_status()
+    """The reader's calls: the marts through the warehouse's read-only connection, and the sent
+    alerts from the ledger as the query API lists them."""
+    with warehouse.connect() as con:
+        assert con.execute("select count(*) from latest_quotes").fetchone()[0] > 0
+        con.execute("select * from minute_bars where symbol = 'AAPL'").fetchall()
+        con.execute("select * from daily_history").fetchall()
+    s3 = boto3.client("s3")
+    for key in ledger_sent(s3):
+        s3.get_object(Bucket=setting("LAKE_BUCKET"), Key=key)["Body"].read()
 
 
 def ledger_sent(s3=None) -> list[str]:

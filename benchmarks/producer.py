@@ -21,7 +21,6 @@ from stock_pipeline.emulator import serialise_kinesis_shards
 from stock_pipeline.producer.kinesis import KinesisProducer
 from stock_pipeline.producer.sources import csv_ticks
 from stock_pipeline.producer.synthetic import SyntheticMarket
-from stock_pipeline.provision import ensure_stream
 
 COUNT = int(sys.argv[1]) if len(sys.argv) > 1 else 40_000
 ROUND = 2_000  # ticks handed to put_ticks at once, as `produce` does at --rate 8000
@@ -75,7 +74,8 @@ def main() -> None:
                 rates = {}
                 for in_flight in (1, 4, 8):
                     stream = f"bench-{name.replace(' ', '-')}-{in_flight}"
-                    ensure_stream(client, stream, 2, wait=True)
+                    client.create_stream(StreamName=stream, ShardCount=2)
+                    client.get_waiter("stream_exists").wait(StreamName=stream)
                     rates[in_flight] = put_rate(client, stream, source(), in_flight)
                 figures = ", ".join(f"{n} in flight {r:,.0f} ticks/s" for n, r in rates.items())
                 print(f"{name:11} {figures}; 8 vs 1: {rates[8] / rates[1]:.2f}x")

@@ -3,7 +3,6 @@
 import requests
 
 from stock_pipeline import devstack
-from stock_pipeline.provision import ensure_bucket
 
 
 def objects(s3, bucket: str) -> dict[str, bytes]:
@@ -32,7 +31,7 @@ def test_lake_survives_an_emulator_restart_and_saves_copy_only_changes(
 
     # The emulator restarts empty; the lake comes back whole, and the save is "in use".
     requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
-    ensure_bucket(s3, bucket, "us-east-1")
+    s3.create_bucket(Bucket=bucket)  # as `provision` makes it
     restored = devstack.restore_lake(s3, bucket, folder)
     assert restored.objects == 3 and objects(s3, bucket) == saved
     assert not (folder / devstack.COMPLETE_MARKER).exists()

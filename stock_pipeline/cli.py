@@ -195,6 +195,23 @@ def _wait_for_port(url: str, timeout: float = 30) -> None:
     raise SystemExit(f"nothing listening on {url} after {timeout:.0f}s")
 
 
+def _wait_until_provisioned(emulator: subprocess.Popen, timeout: float = 180) -> None:
+    """Until the stream is active and the lake bucket exists, as `local-aws` provisions them."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    kinesis, s3 = boto3.client("kinesis"), boto3.client("s3")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and emulator.poll() is None:
+        with contextlib.suppress(ClientError):
+            summary = kinesis.describe_stream_summary(StreamName=setting("TICKS_STREAM"))
+            if summary["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE":
+                s3.head_bucket(Bucket=setting("LAKE_BUCKET"))
+                return
+        time.sleep(0.5)
+    raise SystemExit(f"the emulator did not provision the stack within {timeout:.0f}s")
+
+
 def dagster_dev_command(port: int) -> list[str]:
     """`dagster dev` on the workspace, UI on loopback."""
     return [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml",
@@ -244,9 +261,12 @@ def dev(args) -> None:
     drain = local  # the emulator's stream goes when it stops; a real one stays to resume from
     try:
         if local:
+            # It provisions the stack itself as it starts: a second provision would race it.
             emulator = _start([*exe, "local-aws", "--port", str(urlparse(endpoint).port)])
             _wait_for_port(endpoint)
-        subprocess.run([*exe, "provision"], check=True)
+            _wait_until_provisioned(emulator)
+        else:
+            subprocess.run([*exe, "provision"], check=True)
         produce_args = ["produce"]  # source and rate from MARKET_DATA_SOURCE, PRODUCER_RATE
         if args.inject:
             produce_args += ["--inject", ",".join(args.inject)]

@@ -243,6 +243,14 @@ def deploy(
     except ClientError as err:
         if "No updates are to be performed" in str(err):
             return "none"
+        if operation == "create" and err.response["Error"]["Code"] == "AlreadyExistsException":
+            # Another provision created it meanwhile (`local-aws` provisions as it starts, beside
+            # `stock-pipeline dev`): once that one is done, this becomes an update.
+            delay, attempts = poll
+            cfn.get_waiter("stack_create_complete").wait(
+                StackName=stack_name, WaiterConfig={"Delay": delay, "MaxAttempts": attempts}
+            )
+            return deploy(cfn, stack_name, template_body, parameters, wait, poll)
         # AWS refuses a bad request here; moto fails here when creating a resource fails (and
         # then cannot describe the half-made stack, so the error's own words are all there is).
         raise ProvisionError(f"stack {stack_name} {operation} failed: {err}") from None

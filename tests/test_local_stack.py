@@ -41,7 +41,16 @@ class Stack:
         self.lines: list[str] = []
         self.log = log.open("a")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "stock_pipeline.cli", "dev", "--port", env["UI_PORT"]],
+            [
+                sys.executable,
+                "-m",
+                "stock_pipeline.cli",
+                "dev",
+                "--port",
+                env["UI_PORT"],
+                "--serve-port",
+                str(_free_port()),
+            ],  # fmt: skip
             cwd=REPO,
             env=env,
             stdout=subprocess.PIPE,

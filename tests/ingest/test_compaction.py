@@ -42,13 +42,19 @@ def test_closed_days_compact_to_one_file_per_shard_day_keeping_every_record_once
 ):
     monkeypatch.setattr(compaction, "SETTLE", timedelta(0))
     symbols = ["AAPL", "MSFT", "NVDA", "KO"]
-    yesterday = datetime.now(UTC).replace(hour=15, minute=0, second=0, microsecond=0) - timedelta(
-        days=1
+    now = datetime.now(UTC)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    # Two closed days (from 15:00 the day before yesterday), and today up to now: each of six
+    # micro-batches holds ticks of all three days, so each day gets several files per shard.
+    closed_market = SyntheticMarket(
+        symbols, start=midnight - timedelta(days=2, hours=-15), ticks_per_second=0.02
     )
-    market = SyntheticMarket(symbols, start=yesterday - timedelta(days=1), ticks_per_second=0.02)
-    ticks = list(market.ticks(count=3000))  # two closed days, 25 hours of event time
-    for start in range(0, len(ticks), 500):  # six micro-batches: six files per shard-day
-        ingest_ticks(ticks[start : start + 500])
+    closed_ticks = list(closed_market.ticks(until=midnight))
+    elapsed = max((now - midnight).total_seconds() - 1, 1)
+    today_market = SyntheticMarket(symbols, start=midnight, ticks_per_second=120 / elapsed)
+    today_ticks = list(today_market.ticks(until=now - timedelta(seconds=1)))
+    for batch in range(6):
+        ingest_ticks(closed_ticks[batch::6] + today_ticks[batch::6])
     files_before, records_before = lake_files(), lake_records()
     today = f"/dt={datetime.now(UTC).date().isoformat()}/"
     closed = {k: size for k, size in files_before.items() if today not in k}

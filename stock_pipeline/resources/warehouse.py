@@ -216,16 +216,10 @@ def connect(at: datetime | None = None, latest: bool = False) -> duckdb.DuckDBPy
     return con
 
 
-def published_snapshot(con: duckdb.DuckDBPyConnection | None = None) -> Snapshot | None:
-    """The last complete build, for a server deciding whether to re-connect.
-
-    On `con` (a connection from `connect(latest=True)`) it is one catalog query; without it, a
-    connection is opened for the question.
-    """
-    if con is None:
-        with connect(latest=True) as fresh:
-            return _published(fresh, None)
-    return _published(con, None)
+def published_snapshot() -> Snapshot | None:
+    """The last complete build: the one `connect()` and `Reader` read now."""
+    with connect(latest=True) as con:
+        return _published(con, None)
 
 
 class Reader:

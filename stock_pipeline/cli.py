@@ -109,21 +109,23 @@ def produce(args) -> None:
     started = time.monotonic()
     chunk = max(1, int(args.rate / 4))  # four PutRecords rounds a second
     last_report = 0.0
-    while deadline is None or time.monotonic() < deadline:
-        batch = list(itertools.islice(ticks, chunk))
-        if not batch:
-            break
-        producer.put_ticks(batch)
-        stats = producer.stats
-        # Pace to the rate: sleep until this many ticks are due.
-        time.sleep(max(0.0, started + stats.sent / args.rate - time.monotonic()))
-        if time.monotonic() - last_report >= 10:
-            last_report = time.monotonic()
-            print(
-                f"sent {stats.sent}  rate {stats.rate:.0f}/s  retried {stats.retried}",
-                file=sys.stderr,
-                flush=True,
-            )
+    # Ctrl-C ends the stream like --count or --duration would: a summary, no traceback.
+    with contextlib.suppress(KeyboardInterrupt):
+        while deadline is None or time.monotonic() < deadline:
+            batch = list(itertools.islice(ticks, chunk))
+            if not batch:
+                break
+            producer.put_ticks(batch)
+            stats = producer.stats
+            # Pace to the rate: sleep until this many ticks are due.
+            time.sleep(max(0.0, started + stats.sent / args.rate - time.monotonic()))
+            if time.monotonic() - last_report >= 10:
+                last_report = time.monotonic()
+                print(
+                    f"sent {stats.sent}  rate {stats.rate:.0f}/s  retried {stats.retried}",
+                    file=sys.stderr,
+                    flush=True,
+                )
     stats = producer.stats
     print(
         f"done: sent {stats.sent} records in {stats.calls} PutRecords calls, "

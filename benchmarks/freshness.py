@@ -95,13 +95,13 @@ def main() -> None:
     processes: list[subprocess.Popen] = []
     put_at: dict[str, float] = {}
 
-    def start(name: str, *args: str) -> None:
+    def start(name: str, *args: str, cwd: Path = ROOT) -> None:
         # Each in its own process group, so stopping it stops what it started (dagster dev's
         # webserver, daemon, code server and runs); output kept for a look afterwards.
         with (tmp / f"{name}.log").open("w") as log:
             processes.append(
                 subprocess.Popen(
-                    args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                    args, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
                 )
             )
 
@@ -109,7 +109,7 @@ def main() -> None:
     try:
         start("emulator", *cli, "local-aws", "--port", port)
         wait_for(stream_ready, 60, "the emulator", processes)
-        start("dagster", *dagster_dev_command(free_port()))
+        start("dagster", *dagster_dev_command(free_port()), cwd=tmp / "dagster_home")
         start("producer", *cli, "produce")
         started = time.monotonic()
         wait_for(

@@ -18,6 +18,7 @@ from stock_pipeline.settings import LOCAL_ENDPOINT, apply_defaults, setting, sym
 
 log = logging.getLogger("stock_pipeline")
 
+WORKSPACE = Path(__file__).resolve().parents[1] / "workspace.yaml"
 DAGSTER_INSTANCE_YAML = """\
 # Written by `stock-pipeline dev`. Steps that write the warehouse share the pool `duckdb`,
 # limited to one at a time: concurrent DuckLake commits would conflict and retry.
@@ -66,7 +67,7 @@ telemetry:
 
 
 def _load_dotenv(path: Path = Path(".env")) -> None:
-    """Variables from .env that the environment does not already set (as `dagster dev` does)."""
+    """Variables from .env that the environment does not already set."""
     if not path.exists():
         return
     for line in path.read_text().splitlines():
@@ -215,14 +216,18 @@ def _wait_until_provisioned(emulator: subprocess.Popen, timeout: float = 180) ->
 
 
 def dagster_dev_command(port: int) -> list[str]:
-    """`dagster dev` on the workspace, UI on loopback."""
-    return [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml",
+    """`dagster dev` on the workspace, UI on loopback.
+
+    Run it from a directory without a .env (DAGSTER_HOME): `dagster dev` lets a .env in its
+    directory override the environment, where this command lets the environment win.
+    """
+    return [sys.executable, "-m", "dagster", "dev", "-w", str(WORKSPACE),
             "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
 
 
-def _start(command: list[str]) -> subprocess.Popen:
+def _start(command: list[str], cwd: Path | None = None) -> subprocess.Popen:
     # Own process group: stopping it stops its children too (dagster dev's daemon, webserver).
-    return subprocess.Popen(command, process_group=0)
+    return subprocess.Popen(command, cwd=cwd, process_group=0)
 
 
 def stop_process_groups(processes: list[subprocess.Popen], timeout: float = 20) -> None:
@@ -248,7 +253,8 @@ def dev(args) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     endpoint = os.environ.setdefault("AWS_ENDPOINT_URL", LOCAL_ENDPOINT)
-    dagster_home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster").absolute())))
+    dagster_home = Path(os.environ.setdefault("DAGSTER_HOME", ".dagster")).absolute()
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
     local = urlparse(endpoint).hostname in ("127.0.0.1", "localhost")
     if local:
         devstack.start_clean_if_lake_was_lost(dagster_home)
@@ -273,7 +279,7 @@ def dev(args) -> None:
         if args.inject:
             produce_args += ["--inject", ",".join(args.inject)]
         producer = _start([*exe, *produce_args])
-        dagster = _start(dagster_dev_command(args.port))
+        dagster = _start(dagster_dev_command(args.port), cwd=dagster_home)
         server = _start([*exe, "serve", "--port", str(args.serve_port)])
         print(
             f"\n  Dagster UI: http://127.0.0.1:{args.port}"

@@ -5,6 +5,7 @@ so tests do not see each other's streams, objects or alerts.
 """
 
 import logging
+import os
 import socket
 from collections.abc import Iterator
 
@@ -17,6 +18,14 @@ from stock_pipeline.emulator import serialise_kinesis_shards
 from stock_pipeline.settings import DEFAULTS
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request at INFO
+# pytest-xdist workers: a dbt target directory each, so their parses never overwrite each other.
+if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("DBT_TARGET_PATH", f"target/{worker}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The slow tests first: pytest-xdist hands tests out in this order.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def _free_port() -> int:

@@ -192,6 +192,7 @@ def stack_env(tmp_path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_kill_and_restart_lose_and_double_nothing(stack_env, stacks, tmp_path, monkeypatch):
     endpoint, log = stack_env["AWS_ENDPOINT_URL"], tmp_path / "stack.log"
     monkeypatch.setenv("DAGSTER_HOME", stack_env["DAGSTER_HOME"])  # this test's instance

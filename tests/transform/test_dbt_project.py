@@ -8,11 +8,12 @@ from stock_pipeline.resources.dbt_cli import DbtCli
 
 def test_empty_lake_builds_and_unit_tests_pass(warehouse):
     # No tick (or daily bar) files yet: the models build empty instead of failing.
-    artifacts = set(dbt_project().project_dir.glob("target/*"))
-    warehouse.build(models=(tick_models, daily_bar_models))
+    run_id = warehouse.build(models=(tick_models, daily_bar_models)).run_id
     assert warehouse.read("latest_quotes").empty
-    # The runs' own dbt target directories are gone (one per micro-batch would fill the disk).
-    assert set(dbt_project().project_dir.glob("target/*")) <= artifacts
+    # The run's own dbt target directories (`<step>-<run id>-<uuid>`) are gone: one per
+    # micro-batch would fill the disk.
+    target = dbt_project().project_dir / dbt_project().target_path
+    assert list(target.glob(f"*-{run_id[:7]}-*")) == []
 
     invocation = DbtCli(project_dir=dbt_project()).cli(
         ["test", "--select", "test_type:unit"], raise_on_error=False

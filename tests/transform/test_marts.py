@@ -105,6 +105,7 @@ def test_resent_ticks_change_no_mart(ticks, ingest_ticks, warehouse):
         pd.testing.assert_frame_equal(_sorted(warehouse.read(table), keys), before[table])
 
 
+@pytest.mark.slow
 def test_incremental_runs_with_late_ticks_equal_full_refresh(ticks, ingest_ticks, warehouse):
     frame = pd.DataFrame(ticks)
     ts = pd.to_datetime(frame["ts"], utc=True)

@@ -81,7 +81,10 @@ def dbt_project() -> DbtProject:
     # activating it, so put this interpreter's bin directory on PATH when dbt is not there.
     if shutil.which("dbt") is None:
         os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
-    project = DbtProject(project_dir=DBT_PROJECT_DIR)
+    # DBT_TARGET_PATH is dbt's own variable for its target directory (a test worker has its own).
+    project = DbtProject(
+        project_dir=DBT_PROJECT_DIR, target_path=os.environ.get("DBT_TARGET_PATH", "target")
+    )
     # Parse when the manifest is stale (a fresh checkout, a model edited before a reload in
     # `dagster dev`, another warehouse): Dagster's asset checks must match the tests dbt runs,
     # and every `dbt build` reuses this parse. Not `prepare_if_dev()`, which parses on every

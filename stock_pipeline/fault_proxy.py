@@ -3,12 +3,14 @@
 It forwards every request to the emulator, except a share it answers itself with the errors AWS
 sends under load: S3 `503 SlowDown` and `500 InternalError`, Kinesis
 `ProvisionedThroughputExceededException`. Clients pointed at it (AWS_ENDPOINT_URL) must retry
-them as they would on AWS. Seeded, so a run's faults can be replayed.
+them as they would on AWS. Seeded, so a run's faults can be replayed. `on_request` sees every
+request before it is answered (the least-privilege test records other processes' AWS calls).
 """
 
 import http.client
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
@@ -38,6 +40,7 @@ class FaultProxy(ThreadingHTTPServer):
         s3_error_rate: float = 0.1,
         kinesis_throttle_rate: float = 0.1,
         seed: int = 0,
+        on_request: Callable[[str, str, http.client.HTTPMessage, bytes], None] | None = None,
     ):
         super().__init__(("127.0.0.1", port), _Handler)
         parsed = urlparse(upstream)
@@ -46,6 +49,7 @@ class FaultProxy(ThreadingHTTPServer):
         self.kinesis_throttle_rate = kinesis_throttle_rate
         self.random = random.Random(seed)
         self.counts = FaultCounts()
+        self.on_request = on_request
 
     @property
     def url(self) -> str:
@@ -113,6 +117,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _forward(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
+        if self.server.on_request:
+            self.server.on_request(self.command, self.path, self.headers, body or b"")
         if self._fault():
             return
         connection = http.client.HTTPConnection(*self.server.upstream, timeout=60)

@@ -31,7 +31,7 @@ import duckdb_extensions
 from stock_pipeline.settings import setting, warehouse_data_path
 
 ALIAS = "warehouse"
-# The commit message of the snapshot that ends a complete dbt build.
+# The commit message of a snapshot readers may pin: a complete dbt build, or its compaction.
 BUILD_COMPLETE = "build complete"
 # How long a writer or reader waits for the SQLite catalog's lock before failing.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -175,7 +175,7 @@ def _attach(
         ) from err
 
 
-def _published(con: duckdb.DuckDBPyConnection, at: datetime | None) -> Snapshot | None:
+def last_published(con: duckdb.DuckDBPyConnection, at: datetime | None) -> Snapshot | None:
     """The last snapshot ending a complete build (at or before `at`), on an attached warehouse."""
     query = f"""
         select snapshot_id, snapshot_time
@@ -202,7 +202,7 @@ def connect(at: datetime | None = None, latest: bool = False) -> duckdb.DuckDBPy
     con.execute("set timezone = 'UTC'")
     _attach(con, catalog, ALIAS, read_only=True)
     if not latest:
-        snapshot = _published(con, at)
+        snapshot = last_published(con, at)
         if snapshot is None and at is not None:
             raise WarehouseError(
                 f"no complete build of the warehouse at or before {at.isoformat()}: it is older "
@@ -219,7 +219,7 @@ def connect(at: datetime | None = None, latest: bool = False) -> duckdb.DuckDBPy
 def published_snapshot() -> Snapshot | None:
     """The last complete build: the one `connect()` and `Reader` read now."""
     with connect(latest=True) as con:
-        return _published(con, None)
+        return last_published(con, None)
 
 
 class Reader:
@@ -261,7 +261,7 @@ class Reader:
         with self._lock:
             if time.monotonic() - self._checked >= self.refresh_seconds or not self._attached:
                 self._checked = time.monotonic()
-                self._follow(_published(self._db.cursor(), None))
+                self._follow(last_published(self._db.cursor(), None))
             return self._attached[-1]
 
     def _follow(self, snapshot: Snapshot | None) -> None:

@@ -2,15 +2,18 @@
 
 Two sources, so nothing escapes:
 - botocore's event hooks, on every session created while recording (boto3 in this process);
-- a recording HTTP proxy on loopback in front of the emulator, for what does not use botocore:
+- a recording HTTP proxy on loopback in front of the emulator (stock_pipeline/fault_proxy.py
+  with no faults), for what does not use botocore:
   DuckDB's httpfs (in this process and in dbt's subprocess) signs and sends S3 REST calls of
   its own. `AWS_ENDPOINT_URL` points at the proxy while recording, so both DuckDB and boto3 go
   through it; S3 calls seen by both are the same (action, resource) and count once.
+  A process of its own (`stock-pipeline serve`) is seen by the proxy alone: its S3 calls are
+  recorded there, and any other operation it makes is left in `unhooked()`, as nothing here can
+  tell that call's resource.
 
 `record(endpoint)` yields a Recorder; `recorder.stage("producer")` collects what runs inside it.
 """
 
-import http.client
 import re
 import threading
 import xml.etree.ElementTree as ET
@@ -18,12 +21,13 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlparse
 
 import boto3
 import botocore.session
 import pytest
+
+from stock_pipeline import fault_proxy
 
 REGION, ACCOUNT = "us-east-1", "123456789012"  # the emulator's
 
@@ -73,6 +77,9 @@ class Recorder:
         self.calls: dict[str, set[Call]] = defaultdict(set)
         self.current: str | None = None
         self._iterators: dict[str, str] = {}  # Kinesis shard iterator -> stream name
+        # Non-S3 operations (service, operation) per component, seen by the hooks and the proxy.
+        self._hooked: dict[str, set[tuple[str, str]]] = defaultdict(set)
+        self._proxied: dict[str, set[tuple[str, str]]] = defaultdict(set)
         self._lock = threading.Lock()
 
     @contextmanager
@@ -90,11 +97,18 @@ class Recorder:
                 raise AssertionError(f"AWS call outside any component's stage: {calls}")
             self.calls[self.current].update(calls)
 
+    def unhooked(self, component: str) -> set[tuple[str, str]]:
+        """Operations other than S3 that reached the emulator but no botocore hook: made by a
+        process the hooks cannot see, so their permissions went unchecked."""
+        return self._proxied[component] - self._hooked[component]
+
     # --- botocore ---------------------------------------------------------------------------
     def before_call(self, params: dict, model, context: dict, **_) -> None:
         service = model.service_model.signing_name
         operation = model.name
         context["recorded_params"] = params
+        if service != "s3":
+            self._hooked[self.current].add((service, operation))
         if service == "s3":
             self.add(*self._s3_calls(operation, params))
             return
@@ -139,8 +153,12 @@ class Recorder:
     def http_request(self, method: str, path: str, headers, body: bytes) -> None:
         authorization = headers.get("Authorization", "")
         scope = re.search(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/", authorization)
-        if not scope or scope.group(1) != "s3":
-            return  # another service: botocore's hooks have it
+        if not scope:
+            return  # the emulator's own API (moto-api), not AWS
+        if scope.group(1) != "s3":  # botocore's hooks record it, if they saw it
+            with self._lock:
+                self._proxied[self.current].add((scope.group(1), _operation(path, headers, body)))
+            return
         url = urlparse(path)
         query = parse_qs(url.query, keep_blank_values=True)
         bucket, _, key = unquote(url.path.lstrip("/")).partition("/")
@@ -168,49 +186,24 @@ class Recorder:
             raise AssertionError(f"S3 {method} {path}: teach the recorder its action")
 
 
-def _proxy(recorder: Recorder, upstream: str) -> ThreadingHTTPServer:
-    target = urlparse(upstream)
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as DuckDB and botocore expect
-
-        def log_message(self, *args) -> None:
-            pass
-
-        def _forward(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            recorder.http_request(self.command, self.path, self.headers, body)
-            upstream_conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
-            headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-            headers["Host"] = target.netloc
-            upstream_conn.request(self.command, self.path, body=body, headers=headers)
-            response = upstream_conn.getresponse()
-            payload = response.read()
-            self.send_response(response.status, response.reason)
-            for name, value in response.getheaders():
-                if name.lower() not in ("transfer-encoding", "connection", "content-length"):
-                    self.send_header(name, value)
-            # A HEAD answer keeps the object's length (DuckDB reads file sizes from it).
-            length = response.getheader("Content-Length") if self.command == "HEAD" else None
-            self.send_header("Content-Length", length or str(len(payload)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(payload)
-            upstream_conn.close()
-
-        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
-
-    return ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+def _operation(path: str, headers, body: bytes) -> str:
+    """The operation of a JSON, query or RPC v2 (CBOR) request."""
+    if target := headers.get("X-Amz-Target"):
+        return target.rsplit(".", 1)[-1]
+    if "/operation/" in path:
+        return path.rsplit("/operation/", 1)[-1].split("?")[0]
+    form = parse_qs(urlparse(path).query) | parse_qs(body.decode("utf-8", "replace"))
+    return form.get("Action", ["?"])[0]
 
 
 @contextmanager
 def record(upstream: str) -> Iterator[Recorder]:
     """Record every AWS call made in this process or its children, until the block ends."""
     recorder = Recorder()
-    server = _proxy(recorder, upstream)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    # The fault proxy's forwarding, with no faults: every request recorded, then passed on.
+    server = fault_proxy.start(
+        upstream, s3_error_rate=0, kinesis_throttle_rate=0, on_request=recorder.http_request
+    )
     make_session = botocore.session.get_session
 
     def recorded_session(*args, **kwargs):
@@ -221,11 +214,10 @@ def record(upstream: str) -> Iterator[Recorder]:
 
     try:
         with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.server_address[1]}")
+            patch.setenv("AWS_ENDPOINT_URL", server.url)
             patch.setattr(botocore.session, "get_session", recorded_session)
             patch.setattr(boto3, "DEFAULT_SESSION", None)  # the next boto3.client() is recorded
             yield recorder
     finally:
         server.shutdown()
         server.server_close()
-        thread.join(timeout=10)

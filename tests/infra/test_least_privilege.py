@@ -13,6 +13,7 @@ from fnmatch import fnmatchcase
 import boto3
 import dagster as dg
 import pytest
+import requests
 
 from stock_pipeline.defs.history.assets import daily_bars
 from stock_pipeline.defs.quality.checks import minute_bars_anomaly_checks
@@ -20,7 +21,6 @@ from stock_pipeline.defs.quality.health import latest_quotes_freshness_sensor, r
 from stock_pipeline.defs.transform.assets import daily_bar_models, dbt_project, tick_models
 from stock_pipeline.defs.transform.maintenance import warehouse_maintenance_job
 from stock_pipeline.producer.kinesis import KinesisProducer
-from stock_pipeline.resources import warehouse
 from stock_pipeline.resources.alerts import AlertsResource
 from stock_pipeline.resources.aws import KinesisResource, LakeResource
 from stock_pipeline.resources.dbt_cli import DbtCli
@@ -28,8 +28,9 @@ from stock_pipeline.resources.market_data import MarketDataResource
 from stock_pipeline.resources.metrics import MetricsResource
 from stock_pipeline.settings import setting, symbols
 from tests.helpers import StreamIngest
-from tests.infra.aws_calls import ACCOUNT, REGION, Call, record
+from tests.infra.aws_calls import ACCOUNT, REGION, Call, list_call, record, s3_object
 from tests.quality.conftest import session_ticks
+from tests.serve.conftest import serving
 
 COMPONENTS = ("producer", "pipeline", "reader")
 # Actions that support no resource-level permissions: `*` is their only resource form.
@@ -174,16 +175,28 @@ def maintain_and_watch(instance: dg.DagsterInstance) -> None:
     )
 
 
+# What the dashboard asks for, and where each answer keeps its data.
+DASHBOARD_READS = {
+    "/v1/symbols": "symbols",
+    "/v1/quotes/latest": "quotes",
+    "/v1/bars/AAPL?timeframe=1Min": "bars",
+    "/v1/bars/AAPL?timeframe=1Day": "bars",
+    "/v1/alerts": "alerts",
+    "/v1/health": "marts",
+}
+
+
 def read_as_the_api_does() -> None:
-    """The reader's calls: the marts through the warehouse's read-only connection, and the sent
-    alerts from the ledger as the query API lists them."""
-    with warehouse.connect() as con:
-        assert con.execute("select count(*) from latest_quotes").fetchone()[0] > 0
-        con.execute("select * from minute_bars where symbol = 'AAPL'").fetchall()
-        con.execute("select * from daily_history").fetchall()
-    s3 = boto3.client("s3")
-    for key in ledger_sent(s3):
-        s3.get_object(Bucket=setting("LAKE_BUCKET"), Key=key)["Body"].read()
+    """The reader's calls: `stock-pipeline serve` in a process of its own, as a user runs it
+    (its AWS calls reach the emulator through the recording proxy), asked what the dashboard
+    asks."""
+    with serving() as url:
+        for path, field in DASHBOARD_READS.items():
+            response = requests.get(url + path, timeout=120)
+            assert response.status_code == 200, f"{path}: {response.text}"
+            assert response.json()[field], f"{path}: no {field}"
+        page = requests.get(url, timeout=30)
+        assert page.status_code == 200 and "plotly" in page.text
 
 
 def ledger_sent(s3=None) -> list[str]:
@@ -217,8 +230,16 @@ def test_each_component_is_allowed_exactly_what_it_calls(stack, moto_endpoint):
         with recorder.stage("reader"):
             read_as_the_api_does()
     assert ledger_sent(), "the checks sent alerts"
+    # The server's own calls, seen by the proxy (botocore's hooks see only this process): the
+    # ledger listed and read, and the warehouse's data files read by DuckDB.
+    reader, lake = recorder.calls["reader"], setting("LAKE_BUCKET")
+    assert list_call(lake, f"{setting('LAKE_PREFIX')}alerts/sent/") in reader
+    for folder in ("alerts/sent/", "warehouse/"):
+        objects = s3_object(lake, f"{setting('LAKE_PREFIX')}{folder}")
+        assert any(c.action == "s3:GetObject" and c.resource.startswith(objects) for c in reader)
 
     for component in COMPONENTS:
+        assert recorder.unhooked(component) == set(), f"{component}: calls nobody recorded"
         calls = implied(recorder.calls[component], stack)
         assert calls, f"{component} made no AWS call"
         statements = stack["policies"][component]["Statement"]

@@ -18,7 +18,13 @@ from stock_pipeline.defs.transform.assets import daily_bar_models, dbt_project, 
 from stock_pipeline.defs.transform.maintenance import storage, warehouse_maintenance_job
 from stock_pipeline.producer.synthetic import SyntheticMarket
 from stock_pipeline.resources.dbt_cli import DbtCli
-from stock_pipeline.resources.warehouse import WarehouseError, connect, writer
+from stock_pipeline.resources.warehouse import (
+    Reader,
+    WarehouseError,
+    connect,
+    published_snapshot,
+    writer,
+)
 from tests.transform.test_marts import KEYS, _sorted
 
 SYMBOLS = ["AAA", "BBB"]
@@ -172,6 +178,46 @@ def test_maintenance_after_50_micro_batches_leaves_fewer_files_and_the_same_mart
     after = marts()
     for table in MARTS:
         pd.testing.assert_frame_equal(after[table], before[table])
+
+
+def test_maintenance_leaves_readers_a_complete_build_to_pin(ingest_ticks, warehouse):
+    ingest_ticks(batches(1)[0])
+    warehouse.build()
+    before = marts()
+    served = Reader()  # as the API server reads, from before maintenance to after it
+    assert served.snapshot() is not None
+    with writer() as con:
+        made = storage(con)["snapshots"]
+
+    # An hour's retention keeps every snapshot of the last minutes (time travel reaches them).
+    an_hour = {"ops": {"checkpoint_warehouse": {"config": {"retention_hours": 1}}}}
+    assert warehouse_maintenance_job.execute_in_process(
+        run_config=an_hour, instance=warehouse.instance
+    ).success
+    with writer() as con:
+        assert storage(con)["snapshots"] >= made
+    expired = {"ops": {"checkpoint_warehouse": {"config": {"retention_hours": 0}}}}
+
+    # Right after a complete build: compaction leaves the same marts, still complete.
+    assert warehouse_maintenance_job.execute_in_process(
+        run_config=expired, instance=warehouse.instance
+    ).success
+    assert published_snapshot() is not None
+    served.refresh_seconds = 0
+    assert served.snapshot() is not None
+    for table in MARTS:
+        pd.testing.assert_frame_equal(marts()[table], before[table])
+
+    # After a build that failed half-way: readers keep the last complete one.
+    with writer() as con:
+        con.execute("create table warehouse.main.half_a_build as select 1 as model")
+    assert warehouse_maintenance_job.execute_in_process(
+        run_config=expired, instance=warehouse.instance
+    ).success
+    assert served.snapshot() is not None
+    for table in MARTS:
+        pd.testing.assert_frame_equal(marts()[table], before[table])
+    served.close()
 
 
 def test_mart_columns_have_the_types_and_constraints_their_yml_documents(ingest_ticks, warehouse):

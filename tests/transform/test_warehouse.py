@@ -77,20 +77,20 @@ def marts(latest: bool = False) -> dict[str, pd.DataFrame]:
 
 
 @pytest.mark.slow
-def test_readers_see_whole_builds_while_micro_batches_are_built(ingest_ticks, warehouse):
+def test_readers_see_whole_builds_while_micro_batches_are_built(ingest_ticks, warehouse, tmp_path):
     ingest_ticks(batches(1)[0])
     warehouse.build()  # readers need a first build to read
-    reader = subprocess.Popen(
-        [sys.executable, "-c", READER, "600"], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        for batch in batches(11)[1:]:
-            ingest_ticks(batch)
-            warehouse.build()
-    finally:
-        reader.terminate()
-        output, _ = reader.communicate(timeout=30)
-    reads = [json.loads(line) for line in output.splitlines()]
+    # Its lines go to a file: a pipe nobody reads during the builds would fill and block it.
+    with (tmp_path / "reads.jsonl").open("w") as lines:
+        reader = subprocess.Popen([sys.executable, "-c", READER, "600"], stdout=lines, text=True)
+        try:
+            for batch in batches(11)[1:]:
+                ingest_ticks(batch)
+                warehouse.build()
+        finally:
+            reader.terminate()
+            reader.wait(timeout=30)
+    reads = [json.loads(line) for line in (tmp_path / "reads.jsonl").read_text().splitlines()]
     assert [r for r in reads if "error" in r] == []
     assert len(reads) >= 50
     assert {r["mismatched"] for r in reads} == {0}

@@ -260,6 +260,22 @@ def test_a_catalog_that_cannot_be_opened_is_named_in_one_line(aws_env, monkeypat
     assert "\n" not in str(err.value)
 
 
+def test_before_the_first_complete_build_readers_are_told_so(aws_env):
+    writer().close()  # the catalog exists, but no build has completed: nothing consistent to read
+    with pytest.raises(WarehouseError, match="^the warehouse has no complete build yet"):
+        connect()
+    shown = subprocess.run(
+        [sys.executable, "-m", "stock_pipeline.cli", "sql", "select 1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode != 0
+    assert shown.stderr.startswith("error: the warehouse has no complete build yet")
+    assert len(shown.stderr.splitlines()) == 1
+    connect(latest=True).close()  # the pipeline's own checks still read it
+
+
 def test_a_build_that_cannot_reach_the_catalog_fails_saying_so(ingest_ticks, warehouse):
     ingest_ticks(batches(1)[0])
     warehouse.build()

@@ -10,7 +10,7 @@ from stock_pipeline.defs.history.checks import (
     CloseReconciliationConfig,
     daily_close_matches_official,
 )
-from stock_pipeline.resources.warehouse import writer
+from stock_pipeline.resources.warehouse import BUILD_COMPLETE, writer
 
 OFFICIAL = pd.DataFrame(
     {
@@ -32,11 +32,15 @@ STREAM = pd.DataFrame(
 
 @pytest.fixture
 def warehouse(aws_env) -> None:
+    """Both tables, in one commit marked a complete build, as dbt's publish_build marks it."""
     with writer() as con:
         con.register("stream", STREAM)
         con.register("official", OFFICIAL)
+        con.execute("begin transaction")
         con.execute("create table warehouse.daily_prices as select * from stream")
         con.execute("create table warehouse.stg_lake__daily_bars as select * from official")
+        con.execute("call warehouse.set_commit_message('test', ?)", [BUILD_COMPLETE])
+        con.execute("commit")
 
 
 def test_disagreements_beyond_the_tolerance_warn_with_the_list(warehouse):

@@ -86,6 +86,7 @@ def main() -> None:
         # As `make dev` keeps it: the catalog and data files on local disk.
         WAREHOUSE_CATALOG=f"sqlite:{tmp / 'warehouse.sqlite'}",
         WAREHOUSE_DATA_PATH=f"{tmp / 'warehouse'}/",
+        LOCAL_S3_DIR=str(tmp / "s3"),  # the emulator's S3, not the checkout's .data/s3
     )
     apply_defaults()
     # Created (and its storage initialised) before dagster dev starts, not racing it.

@@ -16,8 +16,10 @@ Usage: python benchmarks/read_while_writing.py [seconds per phase]
 import json
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 
 import numpy as np
 from dbt_benchlib import SYMBOLS, Lake, dbt, emulator
@@ -56,11 +58,19 @@ READER = textwrap.dedent(
 )
 
 
-def reader(seconds: float, day: str) -> subprocess.Popen:
+def read(seconds: float, day: str, meanwhile: Callable[[], None]) -> str:
+    """Run the reader for `seconds`, calling `meanwhile` until it ends; its output lines.
+
+    They go to a file: a pipe left unread while this process builds would fill up and block the
+    reader.
+    """
     args = [json.dumps(READS), SYMBOLS[0], day, str(seconds)]
-    return subprocess.Popen(
-        [sys.executable, "-c", READER, *args], stdout=subprocess.PIPE, text=True
-    )
+    with tempfile.TemporaryFile("w+") as lines:
+        process = subprocess.Popen([sys.executable, "-c", READER, *args], stdout=lines, text=True)
+        while process.poll() is None:
+            meanwhile()
+        lines.seek(0)
+        return lines.read()
 
 
 def summary(output: str) -> dict[str, dict]:
@@ -87,15 +97,16 @@ def main() -> None:
         print(f"first (full) build: {dbt(*BUILD):.1f} s", flush=True)
         day = time.strftime("%Y-%m-%d", time.gmtime(lake.last_us / 1e6))
 
-        quiet = reader(seconds, day)
-        baseline = summary(quiet.communicate()[0])
+        baseline = summary(read(seconds, day, meanwhile=lambda: time.sleep(0.5)))
 
-        loaded = reader(seconds, day)
         builds = []
-        while loaded.poll() is None:
-            objects = lake.batch(1_000)
-            builds.append(dbt(*BUILD, lake_objects=objects))
-        under_load = summary(loaded.communicate()[0])
+        under_load = summary(
+            read(
+                seconds,
+                day,
+                meanwhile=lambda: builds.append(dbt(*BUILD, lake_objects=lake.batch(1_000))),
+            )
+        )
 
     print(f"{len(builds)} micro-batch builds while reading, median {np.median(builds):.2f} s")
     print(f"one connect(), extensions loaded: {baseline['connect()']['p50'] * 1000:.0f} ms")

@@ -21,12 +21,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import boto3
 import numpy as np
 import requests
 from dbt_benchlib import SESSION_OPEN, SYMBOLS, Lake, dbt, emulator
 
 from stock_pipeline.cli import stop_process_groups
-from stock_pipeline.provision import provision
 from stock_pipeline.resources.alerts import Alert, AlertsResource
 from stock_pipeline.serve import queries
 from stock_pipeline.serve.snapshot import Warehouse
@@ -143,7 +143,7 @@ def publish_alerts(session: datetime) -> None:
         topic_name=setting("ALERTS_TOPIC"), ledger_bucket=setting("LAKE_BUCKET")
     )
 
-    provision(shard_count=1, wait=False)
+    boto3.client("sns").create_topic(Name=setting("ALERTS_TOPIC"))  # the bucket is there already
     minutes = [session + timedelta(minutes=m) for m in range(0, 100, 5)]
     delivery = alerts.publish(
         Alert(

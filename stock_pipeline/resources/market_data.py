@@ -17,8 +17,6 @@ import exchange_calendars
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import yfinance as yf
-from yfinance.exceptions import YFRateLimitError
 
 from stock_pipeline import csv_files
 from stock_pipeline.settings import setting
@@ -110,6 +108,8 @@ def trading_sessions(start: date, end: date, closed_by: datetime | None = None) 
 
 
 def _rate_limited(exc: Exception) -> bool:
+    from yfinance.exceptions import YFRateLimitError  # only ever called from download_yfinance
+
     response = getattr(exc, "response", None)
     return isinstance(exc, YFRateLimitError) or getattr(response, "status_code", None) == 429
 
@@ -141,6 +141,9 @@ def download_yfinance(
       so empty tickers are retried the same way before being reported. A ticker with truly no
       data therefore costs the whole backoff (14 s by default): pollers may pass `attempts=1`.
     """
+    # Imported here: every run worker loads this module, and yfinance only this function needs.
+    import yfinance as yf
+
     pending = list(dict.fromkeys(symbols))
     frames: list[pd.DataFrame] = []
     for attempt in range(attempts):

@@ -42,6 +42,12 @@ class WarehouseError(RuntimeError):
     """The warehouse cannot be opened or read as asked; the message says why, in one line."""
 
 
+NO_BUILD_YET = (
+    "the warehouse has no complete build yet: the pipeline makes one with its first micro-batch "
+    "(`make dev`), `stock-pipeline rebuild` from the lake"
+)
+
+
 @dataclass(frozen=True)
 class Snapshot:
     snapshot_id: int
@@ -195,7 +201,8 @@ def connect(at: datetime | None = None, latest: bool = False) -> duckdb.DuckDBPy
     It is pinned to the snapshot of the last complete dbt build, or with `at` to the last one
     completed at or before that time (within the snapshot retention). `latest` pins nothing: each
     query sees the newest commit, half a build included (the pipeline's own checks use it).
-    Raises WarehouseError when the catalog cannot be opened or `at` is out of reach.
+    Raises WarehouseError when the catalog cannot be opened, no build has completed yet, or `at`
+    is out of reach.
     """
     catalog = Catalog.from_setting()
     con = attach_lake(duckdb.connect())
@@ -203,15 +210,17 @@ def connect(at: datetime | None = None, latest: bool = False) -> duckdb.DuckDBPy
     _attach(con, catalog, ALIAS, read_only=True)
     if not latest:
         snapshot = last_published(con, at)
-        if snapshot is None and at is not None:
-            raise WarehouseError(
-                f"no complete build of the warehouse at or before {at.isoformat()}: it is older "
-                "than the snapshot retention (WAREHOUSE_SNAPSHOT_RETENTION_HOURS) or than the "
-                "warehouse"
-            )
-        if snapshot is not None:
-            con.execute(f"detach {ALIAS}")
-            _attach(con, catalog, ALIAS, read_only=True, snapshot_version=snapshot.snapshot_id)
+        if snapshot is None:
+            con.close()
+            if at is not None:
+                raise WarehouseError(
+                    f"no complete build of the warehouse at or before {at.isoformat()}: it is "
+                    "older than the snapshot retention (WAREHOUSE_SNAPSHOT_RETENTION_HOURS) or "
+                    "than the warehouse"
+                )
+            raise WarehouseError(NO_BUILD_YET)
+        con.execute(f"detach {ALIAS}")
+        _attach(con, catalog, ALIAS, read_only=True, snapshot_version=snapshot.snapshot_id)
     con.execute(f"use {ALIAS}")
     return con
 

@@ -15,7 +15,13 @@ from datetime import date, datetime
 
 import duckdb
 
-from stock_pipeline.resources.warehouse import ALIAS, Reader, Snapshot, WarehouseError
+from stock_pipeline.resources.warehouse import (
+    ALIAS,
+    NO_BUILD_YET,
+    Reader,
+    Snapshot,
+    WarehouseError,
+)
 
 # Builds whose facts are kept: the newest and those requests may still be reading.
 KEEP = Reader.KEEP
@@ -120,7 +126,7 @@ class Warehouse:
     def pinned(self) -> Pinned:
         snapshot = self._open().snapshot()
         if snapshot is None:  # the catalog exists, but no build has completed yet
-            raise WarehouseError("the warehouse has no complete build yet")
+            raise WarehouseError(NO_BUILD_YET)
         with self._lock:
             pinned = self._pinned.get(snapshot.snapshot_id)
             if pinned is None:

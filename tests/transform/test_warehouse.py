@@ -77,20 +77,20 @@ def marts(latest: bool = False) -> dict[str, pd.DataFrame]:
 
 
 @pytest.mark.slow
-def test_readers_see_whole_builds_while_micro_batches_are_built(ingest_ticks, warehouse):
+def test_readers_see_whole_builds_while_micro_batches_are_built(ingest_ticks, warehouse, tmp_path):
     ingest_ticks(batches(1)[0])
     warehouse.build()  # readers need a first build to read
-    reader = subprocess.Popen(
-        [sys.executable, "-c", READER, "600"], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        for batch in batches(11)[1:]:
-            ingest_ticks(batch)
-            warehouse.build()
-    finally:
-        reader.terminate()
-        output, _ = reader.communicate(timeout=30)
-    reads = [json.loads(line) for line in output.splitlines()]
+    # Its lines go to a file: a pipe nobody reads during the builds would fill and block it.
+    with (tmp_path / "reads.jsonl").open("w") as lines:
+        reader = subprocess.Popen([sys.executable, "-c", READER, "600"], stdout=lines, text=True)
+        try:
+            for batch in batches(11)[1:]:
+                ingest_ticks(batch)
+                warehouse.build()
+        finally:
+            reader.terminate()
+            reader.wait(timeout=30)
+    reads = [json.loads(line) for line in (tmp_path / "reads.jsonl").read_text().splitlines()]
     assert [r for r in reads if "error" in r] == []
     assert len(reads) >= 50
     assert {r["mismatched"] for r in reads} == {0}
@@ -258,6 +258,22 @@ def test_a_catalog_that_cannot_be_opened_is_named_in_one_line(aws_env, monkeypat
     with pytest.raises(WarehouseError, match="^WAREHOUSE_CATALOG=postgres:host=127.0.0.1") as err:
         connect()
     assert "\n" not in str(err.value)
+
+
+def test_before_the_first_complete_build_readers_are_told_so(aws_env):
+    writer().close()  # the catalog exists, but no build has completed: nothing consistent to read
+    with pytest.raises(WarehouseError, match="^the warehouse has no complete build yet"):
+        connect()
+    shown = subprocess.run(
+        [sys.executable, "-m", "stock_pipeline.cli", "sql", "select 1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode != 0
+    assert shown.stderr.startswith("error: the warehouse has no complete build yet")
+    assert len(shown.stderr.splitlines()) == 1
+    connect(latest=True).close()  # the pipeline's own checks still read it
 
 
 def test_a_build_that_cannot_reach_the_catalog_fails_saying_so(ingest_ticks, warehouse):

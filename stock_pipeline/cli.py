@@ -363,7 +363,8 @@ def exclude(args) -> None:
         print(f"already excluded, left as it was: {event_id} ({at.isoformat()}: {why})")
     if not outcome.excluded:
         return
-    print(f"excluded {len(outcome.excluded)} ticks in {outcome.url}:")
+    count = len(outcome.excluded)
+    print(f"excluded {count} tick{'s' if count > 1 else ''} in {outcome.url}:")
     for event_id in outcome.excluded:
         symbol, ts = outcome.known.get(event_id, (None, None))
         print(f"  {event_id}  " + (f"{symbol} {ts.isoformat()}" if symbol else "(not loaded yet)"))

@@ -343,6 +343,34 @@ def replay_quarantine(args) -> None:
     print(f"{verb} {sum(counts.values())} quarantined records back on {setting('TICKS_STREAM')}")
 
 
+def exclude(args) -> None:
+    """Leave ticks out of the warehouse (from the next build on), or list those left out."""
+    from stock_pipeline.exclusions import ExclusionError, exclusions
+    from stock_pipeline.exclusions import exclude as exclude_ticks
+    from stock_pipeline.sql import print_relation
+
+    try:
+        if args.list:
+            if args.event_ids or args.reason is not None:
+                raise ExclusionError("--list takes no event ids and no --reason")
+            with exclusions() as listed:
+                print_relation(listed, args.format)
+            return
+        outcome = exclude_ticks(args.event_ids, args.reason, force=args.force)
+    except ExclusionError as err:
+        raise SystemExit(f"exclude: {err}") from None
+    for event_id, (at, why) in outcome.already.items():
+        print(f"already excluded, left as it was: {event_id} ({at.isoformat()}: {why})")
+    if not outcome.excluded:
+        return
+    count = len(outcome.excluded)
+    print(f"excluded {count} tick{'s' if count > 1 else ''} in {outcome.url}:")
+    for event_id in outcome.excluded:
+        symbol, ts = outcome.known.get(event_id, (None, None))
+        print(f"  {event_id}  " + (f"{symbol} {ts.isoformat()}" if symbol else "(not loaded yet)"))
+    print("the next micro-batch build takes them out of stg_lake__ticks and the marts")
+
+
 def serve(args) -> None:
     """The query API and dashboard under uvicorn, in the foreground."""
     import uvicorn
@@ -499,6 +527,18 @@ def parser() -> argparse.ArgumentParser:
     )
     cmd.add_argument("--dry-run", action="store_true", help="count, put nothing")
     cmd.set_defaults(func=replay_quarantine)
+
+    cmd = commands.add_parser(
+        "exclude", help="leave bad ticks out of staging and the marts; --list shows them"
+    )
+    cmd.add_argument("event_ids", nargs="*", metavar="EVENT_ID", help="the ticks to leave out")
+    cmd.add_argument("--reason", help="why (required, shown by --list)")
+    cmd.add_argument(
+        "--force", action="store_true", help="also ids the warehouse does not know (yet)"
+    )
+    cmd.add_argument("--list", action="store_true", help="show what is excluded, when and why")
+    cmd.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    cmd.set_defaults(func=exclude)
 
     cmd = commands.add_parser(
         "fault-proxy", help="proxy to the emulator injecting S3 5xx/SlowDown, Kinesis throttling"

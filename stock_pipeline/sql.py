@@ -44,17 +44,21 @@ def run_query(query: str, output_format: str = "table", at: datetime | None = No
     try:
         with connect(at=at) as con:
             relation = con.sql(query)
-            if relation is None:  # a statement with no result, such as SET
-                return
-            if output_format == "table":
-                width = shutil.get_terminal_size().columns
-                relation.show(max_rows=TABLE_ROWS, max_width=width, null_value="NULL")
-                return
-            columns, rows = relation.columns, relation.fetchall()
+            if relation is not None:  # None: a statement with no result, such as SET
+                print_relation(relation, output_format)
     except WarehouseError as err:
         raise QueryError(str(err)) from err
     except duckdb.Error as err:
         raise QueryError(str(err).strip().splitlines()[0]) from err
+
+
+def print_relation(relation: duckdb.DuckDBPyRelation, output_format: str = "table") -> None:
+    """`relation`'s rows on standard output as a table, CSV or JSON."""
+    if output_format == "table":
+        width = shutil.get_terminal_size().columns
+        relation.show(max_rows=TABLE_ROWS, max_width=width, null_value="NULL")
+        return
+    columns, rows = relation.columns, relation.fetchall()
     if output_format == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(columns)

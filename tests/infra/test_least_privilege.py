@@ -20,6 +20,7 @@ from stock_pipeline.defs.quality.checks import minute_bars_anomaly_checks
 from stock_pipeline.defs.quality.health import latest_quotes_freshness_sensor, run_failure_sensor
 from stock_pipeline.defs.transform.assets import daily_bar_models, dbt_project, tick_models
 from stock_pipeline.defs.transform.maintenance import warehouse_maintenance_job
+from stock_pipeline.exclusions import exclude
 from stock_pipeline.producer.kinesis import KinesisProducer
 from stock_pipeline.resources.alerts import AlertsResource
 from stock_pipeline.resources.aws import KinesisResource, LakeResource
@@ -225,6 +226,8 @@ def test_each_component_is_allowed_exactly_what_it_calls(stack, moto_endpoint):
                 if batch is first:
                     load_daily_bars(instance)
                 land_and_build(instance)
+                if batch is first:  # an operator leaves a tick out; the next build applies it
+                    exclude([batch[0]["event_id"]], reason="bad print")
         with recorder.stage("pipeline"):
             maintain_and_watch(instance)
         with recorder.stage("reader"):

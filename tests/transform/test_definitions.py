@@ -7,8 +7,10 @@ from stock_pipeline.defs.transform.assets import daily_bar_models, tick_models
 
 def test_lake_sources_are_the_ingest_and_history_assets():
     deps = {**tick_models.asset_deps, **daily_bar_models.asset_deps}
-    assert deps[dg.AssetKey("stg_lake__ticks")] == {dg.AssetKey("raw_ticks")}
-    assert deps[dg.AssetKey("minute_bars")] == {dg.AssetKey("stg_lake__ticks")}
+    exclusions = dg.AssetKey("stg_lake__tick_exclusions")
+    assert deps[exclusions] == {dg.AssetKey("tick_exclusions")}
+    assert deps[dg.AssetKey("stg_lake__ticks")] == {dg.AssetKey("raw_ticks"), exclusions}
+    assert deps[dg.AssetKey("minute_bars")] == {dg.AssetKey("stg_lake__ticks"), exclusions}
     assert deps[dg.AssetKey("latest_quotes")] == {
         dg.AssetKey("daily_prices"),
         dg.AssetKey("moving_averages"),
@@ -19,6 +21,7 @@ def test_lake_sources_are_the_ingest_and_history_assets():
 def test_one_step_per_lake_source_each_in_the_duckdb_pool():
     ticks = {key.to_user_string() for key in tick_models.keys}
     assert ticks == {
+        "stg_lake__tick_exclusions",
         "stg_lake__ticks",
         "minute_bars",
         "moving_averages",
@@ -48,3 +51,11 @@ def test_one_step_per_lake_source_each_in_the_duckdb_pool():
         "daily_prices",
     }
     assert ("minute_bars", True) not in checks and ("stg_lake__ticks", True) in checks
+
+
+def test_the_micro_batch_run_builds_every_tick_model_exclusions_included():
+    from stock_pipeline.definitions import defs
+
+    job = defs.resolve_job_def("raw_ticks_job")
+    built = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
+    assert built >= {key.to_user_string() for key in tick_models.keys}

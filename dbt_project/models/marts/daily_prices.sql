@@ -4,8 +4,11 @@
         incremental_strategy='delete+insert',
         unique_key=['symbol', 'trade_date'],
         on_schema_change='fail',
+        pre_hook="{{ delete_removed(['symbol', 'trade_date']) }}",
     )
 }}
+
+-- depends_on: {{ ref('stg_lake__tick_exclusions') }}
 
 with
 
@@ -19,13 +22,23 @@ bars as not materialized (
 {% if is_incremental() -%}
 changed as (
 
-    -- Per symbol, the earliest day with a bar rewritten since this model last ran. It and every
-    -- later day are recomputed: a changed close moves the next day's return.
+    -- Per symbol, the earliest day with a bar rewritten or removed since this model last ran. It
+    -- and every later day are recomputed: a changed close moves the next day's return.
     select
         symbol,
         min(trade_date) as first_changed
-    from bars
-    where loaded_at > {{ loaded_watermark(this) }}
+    from (
+        select
+            symbol,
+            trade_date
+        from bars
+        where loaded_at > {{ loaded_watermark(this) }}
+        union all
+        select
+            symbol,
+            trade_date
+        from ({{ removed_ticks(this) }}) as removed
+    ) as changes
     group by symbol
 
 ),

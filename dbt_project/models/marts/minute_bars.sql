@@ -4,8 +4,11 @@
         incremental_strategy='delete+insert',
         unique_key=['symbol', 'minute_ts'],
         on_schema_change='fail',
+        pre_hook="{{ delete_removed(['symbol', 'minute_ts']) }}",
     )
 }}
+
+-- depends_on: {{ ref('stg_lake__tick_exclusions') }}
 
 with
 
@@ -19,12 +22,18 @@ ticks as not materialized (
 {% if is_incremental() -%}
 touched_minutes as (
 
-    -- The bars that ticks loaded since this model last ran fall into, late ticks included.
-    select distinct
+    -- The bars that ticks loaded since this model last ran fall into, late ticks included, and
+    -- those that excluded ticks were taken out of.
+    select
         symbol,
         minute_ts
     from ticks
     where loaded_at > {{ loaded_watermark(this) }}
+    union
+    select
+        symbol,
+        minute_ts
+    from ({{ removed_ticks(this) }}) as removed
 
 ),
 

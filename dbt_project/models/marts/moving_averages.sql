@@ -4,11 +4,14 @@
         incremental_strategy='delete+insert',
         unique_key=['symbol', 'minute_ts'],
         on_schema_change='fail',
+        pre_hook="{{ delete_removed(['symbol', 'minute_ts']) }}",
     )
 }}
 
 {#- The longest window, in bars; a recomputed bar needs this many bars before it, less one. -#}
 {%- set longest = 50 -%}
+
+-- depends_on: {{ ref('stg_lake__tick_exclusions') }}
 
 with
 
@@ -22,13 +25,24 @@ bars as not materialized (
 {% if is_incremental() -%}
 changed as (
 
-    -- Per symbol, the earliest bar rewritten since this model last ran. It and every later bar
-    -- are recomputed: their windows, and their positions if a late tick added a bar, may move.
+    -- Per symbol, the earliest bar rewritten or removed since this model last ran. It and every
+    -- later bar are recomputed: their windows, and their positions if a late tick added a bar
+    -- or an exclusion removed one, may move.
     select
         symbol,
         min(minute_ts) as first_changed
-    from bars
-    where loaded_at > {{ loaded_watermark(this) }}
+    from (
+        select
+            symbol,
+            minute_ts
+        from bars
+        where loaded_at > {{ loaded_watermark(this) }}
+        union all
+        select
+            symbol,
+            minute_ts
+        from ({{ removed_ticks(this) }}) as removed
+    ) as changes
     group by symbol
 
 ),

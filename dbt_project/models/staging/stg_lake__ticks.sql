@@ -3,6 +3,7 @@
         materialized='incremental',
         incremental_strategy='append',
         on_schema_change='fail',
+        pre_hook="{{ delete_removed(['trade_date', 'event_id']) }}",
     )
 }}
 
@@ -12,7 +13,8 @@
     the last build that loaded (docs/architecture.md, "Exactly-once"). An environment variable,
     not a dbt var: a changed var makes dbt parse the whole project again, a changed variable only
     the files that read it. Without it (dbt run by hand) they read the whole lake, as a full
-    refresh does. Ticks already loaded are skipped by event_id either way.
+    refresh does. Ticks already loaded are skipped by event_id either way, and so are excluded
+    ticks; the pre-hook deletes those that were loaded before their exclusion.
 -#}
 {%- set lake_objects = fromjson(env_var('LAKE_OBJECTS', 'null')) if is_incremental() else none -%}
 {%- set days = [] -%}
@@ -98,6 +100,9 @@ final as (
         deduplicated.*,
         current_timestamp as loaded_at
     from deduplicated
+    -- Excluded ticks stay out, also a copy re-sent after its exclusion.
+    anti join {{ ref('stg_lake__tick_exclusions') }} as excluded
+        on deduplicated.event_id = excluded.event_id
     {% if is_incremental() and not nothing_to_read -%}
     -- A re-sent tick has the same event time, hence the same trade_date, as its first copy.
     anti join (

@@ -127,7 +127,11 @@ DAILY_RECONCILIATION = dg.AssetCheckKey(dg.AssetKey("daily_prices"), "daily_clos
 
 raw_ticks_job = dg.define_asset_job(
     "raw_ticks_job",
-    selection=dg.AssetSelection.assets(raw_ticks).downstream()
+    # The exclusions written since the last batch are applied by the same build.
+    selection=(
+        dg.AssetSelection.assets(raw_ticks).downstream()
+        | dg.AssetSelection.assets("tick_exclusions").downstream(include_self=False)
+    )
     - dg.AssetSelection.checks(DAILY_RECONCILIATION),
     description="Consume one micro-batch of Kinesis ranges into the lake and update the models "
     "built on it (launched by kinesis_ticks_sensor).",

@@ -5,6 +5,7 @@ import dagster as dg
 from stock_pipeline.defs.transform.assets import (
     daily_bar_models,
     dbt_project,
+    tick_exclusions,
     tick_models,
     transform_automation_sensor,
 )
@@ -15,7 +16,7 @@ from stock_pipeline.defs.transform.maintenance import (
 from stock_pipeline.resources.dbt_cli import DbtCli
 
 defs = dg.Definitions(
-    assets=[tick_models, daily_bar_models],
+    assets=[tick_models, daily_bar_models, tick_exclusions],
     jobs=[warehouse_maintenance_job],
     schedules=[warehouse_maintenance_schedule],
     sensors=[transform_automation_sensor],

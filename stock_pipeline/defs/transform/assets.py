@@ -1,8 +1,9 @@
 """The dbt project as Dagster assets: one `DbtProject`, one `@dbt_assets` per lake source.
 
-The translator maps the dbt sources on the lake onto the Python assets that write them
-(`lake.raw_ticks` -> `raw_ticks`, `lake.daily_bars` -> `daily_bars`), so the asset graph is one
-lineage from the stream to `latest_quotes`; dbt tests become asset checks.
+The translator maps the dbt sources on the lake onto the assets that write them
+(`lake.raw_ticks` -> `raw_ticks`, `lake.daily_bars` -> `daily_bars`, `lake.tick_exclusions` ->
+`tick_exclusions`), so the asset graph is one lineage from the stream to `latest_quotes`; dbt
+tests become asset checks.
 """
 
 import json
@@ -238,10 +239,23 @@ def dbt_build_step(
     return models
 
 
-# Two steps, one per source, so that the run landing a micro-batch builds exactly the tick models
-# (a step that builds a subset of its models makes dagster-dbt compute a selection, seconds of
-# CPU per run), and the daily bars never wait for the stream.
-tick_models = dbt_build_step("tick_models", "source:lake.raw_ticks+")
+# Two steps, one for the ticks (with their exclusions) and one for the daily bars, so that the run
+# landing a micro-batch builds exactly the tick models (a step that builds a subset of its models
+# makes dagster-dbt compute a selection, seconds of CPU per run), and the daily bars never wait
+# for the stream.
+tick_models = dbt_build_step("tick_models", "source:lake.raw_ticks+ source:lake.tick_exclusions+")
+
+# Written by `stock-pipeline exclude`, not by a Dagster asset: declared so the lineage shows it.
+tick_exclusions = dg.AssetSpec(
+    "tick_exclusions",
+    description=(
+        "Ticks to leave out of the warehouse: one immutable JSON Lines object per `stock-pipeline"
+        " exclude` call under the lake's exclusions/ticks/ (docs/architecture.md, 'Excluding"
+        " ticks'). The next build of tick_models applies them."
+    ),
+    group_name="ingest",
+    kinds={"s3"},
+)
 daily_bar_models = dbt_build_step(
     "daily_bar_models", "source:lake.daily_bars+", UPDATE_AFTER_UPSTREAM
 )

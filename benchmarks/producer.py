@@ -17,7 +17,7 @@ import boto3
 import pandas as pd
 from moto.server import ThreadedMotoServer
 
-from stock_pipeline.emulator import serialise_kinesis_shards
+from stock_pipeline.emulator import patch_kinesis_shards
 from stock_pipeline.producer.kinesis import KinesisProducer
 from stock_pipeline.producer.sources import csv_ticks
 from stock_pipeline.producer.synthetic import SyntheticMarket
@@ -48,7 +48,7 @@ def put_rate(client, stream: str, ticks, max_in_flight: int) -> float:
 
 def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
-    serialise_kinesis_shards()  # as `stock-pipeline local-aws` runs it
+    patch_kinesis_shards()  # as `stock-pipeline local-aws` runs it
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -63,3 +63,15 @@ def test_follow_alerts_prints_one_line_per_alert_and_deletes_it(alerts_resource)
         "asset=minute_bars\n"
     )
     assert received_alerts() == []  # deleted once printed
+
+
+def test_peek_prints_the_waiting_alerts_and_leaves_them_queued(alerts_resource):
+    alerts_resource.publish([price_jump(symbol) for symbol in ("AAPL", "MSFT", "NVDA")])
+    queue = setting("ALERTS_QUEUE")
+    peeked, again = StringIO(), StringIO()
+    assert follow_alerts(queue, False, peeked, wait_seconds=0, peek=True) == 3
+    assert follow_alerts(queue, False, again, wait_seconds=0, peek=True) == 3
+    assert sorted(again.getvalue().splitlines()) == sorted(peeked.getvalue().splitlines())
+    followed = StringIO()
+    assert follow_alerts(queue, False, followed, max_messages=10, wait_seconds=0) == 3
+    assert follow_alerts(queue, False, StringIO(), wait_seconds=0, peek=True) == 0

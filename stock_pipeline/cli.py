@@ -387,9 +387,7 @@ def serve(args) -> None:
 def alerts(args) -> None:
     from stock_pipeline.resources.alerts import follow_alerts
 
-    follow_alerts(
-        setting("ALERTS_QUEUE"), as_json=args.json, max_messages=args.max, peek=args.peek
-    )
+    follow_alerts(setting("ALERTS_QUEUE"), as_json=args.json, max_messages=args.max, peek=args.peek)
 
 
 def _dbt(*args: str, target_path: str | None = None) -> None:

@@ -82,6 +82,28 @@ def test_a_failed_run_alerts_even_with_the_ledger_unreachable(provisioned, ledge
     assert ledger("sent") == set()  # nothing recorded: the ledger was not there
 
 
+def test_a_failed_run_that_dagster_will_retry_sends_no_alert(alerts_resource, ledger, metrics):
+    retries = {"run_retries": {"enabled": True, "max_retries": 1}}
+    with dg.DagsterInstance.ephemeral(settings=retries) as instance:
+        result = dg.materialize(
+            [broken_asset], selection=[broken_asset], instance=instance, raise_on_error=False
+        )
+        run = instance.get_run_by_id(result.run_id)
+        assert run.tags["dagster/will_retry"] == "true"  # as the instance marks it
+        (failure,) = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+        context = dg.build_run_status_sensor_context(
+            sensor_name="run_failure_sensor",
+            dagster_event=failure.dagster_event,
+            dagster_instance=instance,
+            dagster_run=run,
+            resources={"alerts": alerts_resource, "metrics": metrics},
+        ).for_run_failure()
+        run_failure_sensor(context)
+
+    assert received_alerts() == []
+    assert ledger("pending") == set() and ledger("sent") == set()
+
+
 @pytest.fixture
 def freshness(provisioned, alerts_resource, metrics, monkeypatch):
     """Evaluate the freshness sensor against an instance, with a bound of one second."""

@@ -18,6 +18,8 @@ LATEST_QUOTES = dg.AssetKey("latest_quotes")
 MAX_AGE_SETTING = "LATEST_QUOTES_MAX_AGE_MINUTES"
 # GetRecords may return nothing while it skips ahead through a shard; give up after this many.
 MAX_EMPTY_READS = 5
+# The run tag Dagster's run retries set on a failed run (dagster._core.storage.tags).
+WILL_RETRY_TAG = "dagster/will_retry"
 
 
 def iso(moment: datetime) -> str:
@@ -48,9 +50,16 @@ def producer_live(kinesis: KinesisResource, since: datetime) -> bool:
 def run_failure_sensor(
     context: dg.RunFailureSensorContext, alerts: AlertsResource, metrics: MetricsResource
 ) -> None:
-    """Publish one ERROR alert per failed run (the run id is its identity), and count it."""
+    """Publish one ERROR alert per failed run that Dagster will not retry (the run id is its
+    identity), and count every failed run."""
     run = context.dagster_run
     metrics.publish({"RunsFailed": 1})
+    # Set by the instance as it stores the failure, when run retries will launch another run:
+    # a crashed worker whose ranges are re-executed is not a failure to wake anyone for.
+    stored = context.instance.get_run_by_id(run.run_id) or run
+    if stored.tags.get(WILL_RETRY_TAG) == "true":
+        context.log.info("run %s failed and will be retried: no alert", run.run_id)
+        return
     planned = context.instance.get_records_for_run(
         run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
     ).records

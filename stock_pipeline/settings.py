@@ -142,7 +142,6 @@ class Settings(BaseSettings):
         description="`synthetic`, `yfinance` or `csv:<path>` (producer and `daily_bars`)",
     )
     symbols: Annotated[list[str], NoDecode] = Field(
-        # fmt: off
         [
             "AAPL",
             "MSFT",
@@ -165,7 +164,6 @@ class Settings(BaseSettings):
             "AVGO",
             "KO",
         ],
-        # fmt: on
         description="comma separated",
     )
     history_start_date: date = Field(

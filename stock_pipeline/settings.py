@@ -281,6 +281,8 @@ def _env_text(value: Any) -> str | None:
         return ",".join(value)
     if isinstance(value, date):
         return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # 10, as the docs write it, not 10.0
     return str(value)
 
 

@@ -329,3 +329,12 @@ def export_environment(settings: Settings | None = None) -> None:
     os.environ.update((settings or get_settings()).environment())
     if not os.environ.get("AWS_ENDPOINT_URL"):
         os.environ.pop("AWS_ENDPOINT_URL", None)  # empty means real AWS, as unset does
+
+
+if __name__ == "__main__":
+    # `python -m stock_pipeline.settings COMMAND...`: COMMAND (sqlfluff's dbt templater, dbt by
+    # hand) with the settings in its environment, as the pipeline runs dbt.
+    import sys
+
+    export_environment()
+    os.execvp(sys.argv[1], sys.argv[1:])

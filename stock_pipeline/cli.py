@@ -132,11 +132,11 @@ def local_aws(args) -> None:
     from moto.server import ThreadedMotoServer
 
     from stock_pipeline import devstack
-    from stock_pipeline.emulator import serialise_kinesis_shards
+    from stock_pipeline.emulator import patch_kinesis_shards
     from stock_pipeline.provision import provision
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-    serialise_kinesis_shards()
+    patch_kinesis_shards()
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
     server.start()
     _use_endpoint(f"http://{args.host}:{args.port}")  # provision, the lake's restore and save

@@ -14,7 +14,7 @@ import pytest
 import requests
 from moto.server import ThreadedMotoServer
 
-from stock_pipeline.emulator import serialise_kinesis_shards
+from stock_pipeline.emulator import patch_kinesis_shards
 from stock_pipeline.settings import Settings, export_environment, get_settings
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request at INFO
@@ -48,7 +48,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    serialise_kinesis_shards()  # as `stock-pipeline local-aws` runs it
+    patch_kinesis_shards()  # as `stock-pipeline local-aws` runs it
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

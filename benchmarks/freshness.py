@@ -93,7 +93,7 @@ def main() -> None:
     # Created (and its storage initialised) before dagster dev starts, not racing it.
     instance = dg.DagsterInstance.from_config(os.environ["DAGSTER_HOME"])
     cli = [sys.executable, "-m", "stock_pipeline.cli"]
-    port = os.environ["AWS_ENDPOINT_URL"].rsplit(":", 1)[1]
+    port = get_settings().aws_endpoint_url.rsplit(":", 1)[1]
     processes: list[subprocess.Popen] = []
     put_at: dict[str, float] = {}
 

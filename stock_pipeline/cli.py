@@ -253,7 +253,7 @@ def dev(args) -> None:
     _use_endpoint(endpoint)
     dagster_home = get_settings().dagster_home.absolute()
     os.environ["DAGSTER_HOME"] = str(dagster_home)  # for `dagster dev`, which runs from there
-    local = urlparse(endpoint).hostname in ("127.0.0.1", "localhost")
+    local = get_settings().on_loopback()
     if local:
         devstack.start_clean_if_lake_was_lost(dagster_home)
     dagster_home.mkdir(parents=True, exist_ok=True)

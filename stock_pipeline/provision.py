@@ -443,7 +443,7 @@ def provision(shard_count: int | None = None, wait: bool = True) -> dict[str, st
         settings.aws_profile,
         settings.aws_access_key_id,
         os.environ.get("AWS_SESSION_TOKEN"),  # boto3's own, from a credential process or SSO
-        os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION"),
+        settings.aws_default_region,
     )
     stack_name = settings.stack_name
     # moto deploys within the call, or never: no point waiting minutes for it.

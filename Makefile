@@ -53,7 +53,7 @@ infra-lint: $(STAMP) $(LINT_STAMP) ## cfn-lint and checkov on infra/stack.yaml: 
 		--skip-download
 
 test: $(STAMP) system-deps infra-lint ## lint the template, run the test suite against a throwaway emulator
-	$(BIN)/pytest -n auto
+	$(BIN)/pytest -n auto --durations=15
 
 lint: $(STAMP) ## ruff and sqlfluff
 	$(BIN)/ruff check stock_pipeline tests benchmarks

@@ -17,9 +17,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import boto3
 import pandas as pd
 
+from stock_pipeline import emulator
 from stock_pipeline.producer.kinesis import KinesisProducer
 from stock_pipeline.producer.sources import csv_ticks
 from stock_pipeline.producer.synthetic import SyntheticMarket
@@ -60,20 +60,14 @@ def main() -> None:
     endpoint = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as folder:
         env = {**os.environ, "LOCAL_S3_DIR": f"{folder}/s3", "AWS_ENDPOINT_URL": endpoint}
-        emulator = subprocess.Popen(
+        local_aws = subprocess.Popen(
             [sys.executable, "-m", "stock_pipeline.cli", "local-aws", "--port", str(port)],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        client = boto3.client(
-            "kinesis",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )
+        client = emulator.client("kinesis", endpoint)
         try:
             deadline = time.monotonic() + 60
             while True:
@@ -81,7 +75,7 @@ def main() -> None:
                     client.list_streams()
                     break
                 except Exception:
-                    if time.monotonic() > deadline or emulator.poll() is not None:
+                    if time.monotonic() > deadline or local_aws.poll() is not None:
                         raise SystemExit("the emulator did not start") from None
                     time.sleep(0.5)
             csv = Path(folder) / "ticks.csv"
@@ -113,8 +107,8 @@ def main() -> None:
                 f"{last:,.0f} ticks/s after {BACKLOG + COUNT:,} ticks; {last / first:.2f}x"
             )
         finally:
-            os.killpg(emulator.pid, signal.SIGINT)
-            emulator.wait(timeout=60)
+            os.killpg(local_aws.pid, signal.SIGINT)
+            local_aws.wait(timeout=60)
 
 
 if __name__ == "__main__":

@@ -27,10 +27,11 @@ import requests
 from dbt_benchlib import SESSION_OPEN, SYMBOLS, Lake, dbt, emulator
 
 from stock_pipeline.cli import stop_process_groups
-from stock_pipeline.resources.alerts import Alert, AlertsResource
+from stock_pipeline.resources.alerts import AlertsResource
 from stock_pipeline.serve import queries
 from stock_pipeline.serve.snapshot import Warehouse
 from stock_pipeline.settings import get_settings
+from tests.sample_alerts import anomaly_alert
 
 BUILD = ("build", "--exclude-resource-type", "unit_test")
 HISTORY_TICKS = 1_000_000  # two days of 500,000
@@ -148,18 +149,7 @@ def publish_alerts(session: datetime) -> None:
     )  # the bucket is there already
     minutes = [session + timedelta(minutes=m) for m in range(0, 100, 5)]
     delivery = alerts.publish(
-        Alert(
-            alert_id=f"price_jump:{SYMBOL}:{m:%H%M}",
-            kind="anomaly",
-            rule="price_jump",
-            severity="WARN",
-            asset_key="minute_bars",
-            event_time=f"{m:%Y-%m-%dT%H:%M:%SZ}",
-            symbol=SYMBOL,
-            value=11.0,
-            threshold=10.0,
-        )
-        for m in minutes
+        anomaly_alert("price_jump", SYMBOL, m, value=11.0, threshold=10.0) for m in minutes
     )
     assert delivery.error is None, delivery.error
 

@@ -63,6 +63,9 @@ retention:
     purge_after_days: 1
 telemetry:
   enabled: false
+# No "join the community" dialog over the UI's first page.
+nux:
+  enabled: false
 """
 
 
@@ -383,7 +386,9 @@ def serve(args) -> None:
 def alerts(args) -> None:
     from stock_pipeline.resources.alerts import follow_alerts
 
-    follow_alerts(get_settings().alerts_queue, as_json=args.json, max_messages=args.max)
+    follow_alerts(
+        get_settings().alerts_queue, as_json=args.json, max_messages=args.max, peek=args.peek
+    )
 
 
 def _dbt(*args: str, target_path: str | None = None) -> None:
@@ -553,6 +558,9 @@ def parser() -> argparse.ArgumentParser:
     cmd = commands.add_parser("alerts", help="print alerts from the local SQS queue")
     cmd.add_argument("--json", action="store_true", help="raw JSON messages")
     cmd.add_argument("--max", type=int, default=None, help="stop after this many")
+    cmd.add_argument(
+        "--peek", action="store_true", help="print the alerts waiting now and leave them queued"
+    )
     cmd.set_defaults(func=alerts)
     return root
 

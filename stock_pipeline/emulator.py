@@ -15,6 +15,7 @@ numbers are consecutive integers, so both are looked up directly instead.
 import functools
 import threading
 
+import boto3
 from moto.kinesis.models import Shard
 
 _LOCK = threading.RLock()
@@ -66,3 +67,15 @@ def patch_kinesis_shards() -> None:
     Shard.get_max_sequence_number = _last_sequence_number
     Shard.get_records = _locked(_indexed_get_records(Shard.get_records))
     Shard.put_record = _locked(Shard.put_record)
+
+
+def client(service: str, endpoint: str):
+    """A boto3 client for the emulator at `endpoint` (it accepts any keys), whatever the
+    environment points at."""
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )

@@ -1,8 +1,10 @@
 """The local stack's lake snapshot and its clean-start rule, against the emulator over HTTP."""
 
+import dagster as dg
 import requests
 
 from stock_pipeline import devstack
+from stock_pipeline.cli import DAGSTER_INSTANCE_YAML
 from stock_pipeline.settings import get_settings
 
 
@@ -64,3 +66,12 @@ def test_a_stop_that_did_not_save_the_lake_starts_clean(tmp_path, monkeypatch):
     assert devstack.start_clean_if_lake_was_lost(home)
     assert sorted(p.name for p in data.iterdir()) == ["notes.txt"]
     assert not (home / "history").exists() and (home / "dagster.yaml").exists()
+
+
+def test_the_dev_instance_recovers_crashed_runs_and_shows_no_dialog(tmp_path):
+    (tmp_path / "dagster.yaml").write_text(DAGSTER_INSTANCE_YAML)
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert instance.run_monitoring_enabled
+        assert instance.run_retries_enabled
+        assert not instance.nux_enabled
+        assert not instance.telemetry_enabled

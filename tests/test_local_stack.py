@@ -16,11 +16,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import boto3
 import dagster as dg
 import duckdb
 import pytest
 
+from stock_pipeline import emulator
 from stock_pipeline.resources import warehouse
 from stock_pipeline.settings import get_settings
 
@@ -98,13 +98,7 @@ class Stack:
 
 def read_stream(endpoint: str) -> list[dict]:
     """Every record on the ticks stream, decoded, read from the stream itself."""
-    kinesis = boto3.client(
-        "kinesis",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
+    kinesis = emulator.client("kinesis", endpoint)
     ticks = []
     for shard in kinesis.list_shards(StreamName="stock-ticks")["Shards"]:
         iterator = kinesis.get_shard_iterator(

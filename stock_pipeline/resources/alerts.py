@@ -292,32 +292,48 @@ def follow_alerts(
     out: TextIO = sys.stdout,
     max_messages: int | None = None,
     wait_seconds: int = 20,
+    peek: bool = False,
 ) -> int:
     """Long-poll the queue subscribed to the alerts topic, print and delete each alert.
 
     With `max_messages` unset, follow until Ctrl-C; otherwise stop after that many alerts or at
-    the first poll that comes back empty (the queue is drained). Returns the number printed.
+    the first poll that comes back empty (the queue is drained). With `peek`, print the alerts
+    waiting now and leave them on the queue. Returns the number printed.
     """
     sqs = AwsResource().boto_client("sqs")
     queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
     count = 0
+    seen: list[dict] = []
     try:
         while max_messages is None or count < max_messages:
             batch_size = 10 if max_messages is None else min(10, max_messages - count)
             messages = sqs.receive_message(
                 QueueUrl=queue_url,
                 MaxNumberOfMessages=batch_size,
-                WaitTimeSeconds=wait_seconds,
+                WaitTimeSeconds=0 if peek else wait_seconds,
             ).get("Messages", [])
-            if not messages and max_messages is not None:
+            if not messages and (peek or max_messages is not None):
                 break
             for message in messages:
                 alert_json = _alert_json(message["Body"])
                 print(alert_json if as_json else format_alert(json.loads(alert_json)), file=out)
                 out.flush()
-                # Deleted only once printed: an interrupted reader shows it again, never loses it.
-                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
                 count += 1
+                if peek:  # hidden while the rest is read, then shown again below
+                    seen.append(message)
+                else:
+                    # Deleted only once printed: an interrupted reader shows it again, never
+                    # loses it.
+                    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
     except KeyboardInterrupt:
         pass
+    finally:
+        for start in range(0, len(seen), 10):
+            sqs.change_message_visibility_batch(
+                QueueUrl=queue_url,
+                Entries=[
+                    {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                    for n, m in enumerate(seen[start : start + 10])
+                ],
+            )
     return count

@@ -38,6 +38,7 @@ PROBLEMS = {
     422: {"model": models.Problem, "description": "A parameter is malformed or out of range."},
     503: {"model": models.Problem, "description": "The warehouse or ledger cannot be read."},
 }
+QUERY_PROBLEMS = {404: PROBLEMS[404], 422: PROBLEMS[422]}  # of a query naming a symbol
 FORMAT = Query(
     "json", description="`json`, or a bulk pull: `csv` (text/csv) or `parquet` (Apache Parquet)."
 )
@@ -95,7 +96,7 @@ def create_app(warehouse: Warehouse | None = None, ledger: SentAlerts | None = N
     @app.get(
         "/v1/quotes/latest",
         response_model=models.LatestQuotes,
-        responses={404: PROBLEMS[404], 422: PROBLEMS[422]},
+        responses=QUERY_PROBLEMS,
         tags=["market data"],
     )
     def latest_quotes(
@@ -136,7 +137,7 @@ def create_app(warehouse: Warehouse | None = None, ledger: SentAlerts | None = N
     @app.get(
         "/v1/bars/{symbol}",
         response_model=models.Bars,
-        responses={404: PROBLEMS[404], 422: PROBLEMS[422]},
+        responses=QUERY_PROBLEMS,
         tags=["market data"],
     )
     def bars(
@@ -191,7 +192,7 @@ def create_app(warehouse: Warehouse | None = None, ledger: SentAlerts | None = N
     @app.get(
         "/v1/alerts",
         response_model=models.Alerts,
-        responses={404: PROBLEMS[404], 422: PROBLEMS[422]},
+        responses=QUERY_PROBLEMS,
         tags=["alerts"],
     )
     def alerts(

@@ -57,6 +57,8 @@ def test_the_instance_is_the_production_one(production_instance):
     assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
     assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
     assert instance.run_monitoring_enabled
+    assert instance.run_retries_enabled
+    assert not instance.nux_enabled
     assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
 
 

@@ -45,7 +45,9 @@ def test_concurrent_puts_over_http_are_each_read_once(kinesis):
 
     def put(call: int) -> None:
         entries = [{"Data": f"{call}-{n}".encode(), "PartitionKey": "k"} for n in range(200)]
-        assert kinesis.put_records(StreamName="concurrent", Records=entries)["FailedRecordCount"] == 0
+        assert (
+            kinesis.put_records(StreamName="concurrent", Records=entries)["FailedRecordCount"] == 0
+        )
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(put, range(16)))

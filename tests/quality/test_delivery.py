@@ -1,7 +1,7 @@
 """The outbox and ledger: concurrent deliveries, crashed deliveries, and reading alerts back."""
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from io import StringIO
 
 import boto3
@@ -10,19 +10,12 @@ from stock_pipeline.resources import alerts as alerts_module
 from stock_pipeline.resources.alerts import Alert, follow_alerts
 from stock_pipeline.settings import get_settings
 from tests.quality.conftest import received_alerts
+from tests.sample_alerts import anomaly_alert
 
 
 def price_jump(symbol: str) -> Alert:
-    return Alert(
-        alert_id=f"price_jump:{symbol}:2026-11-20T14:40Z",
-        kind="anomaly",
-        rule="price_jump",
-        severity="WARN",
-        asset_key="minute_bars",
-        event_time="2026-11-20T14:40:00Z",
-        symbol=symbol,
-        value=35.79,
-        threshold=10.0,
+    return anomaly_alert(
+        "price_jump", symbol, datetime(2026, 11, 20, 14, 40), value=35.79, threshold=10.0
     )
 
 
@@ -65,3 +58,15 @@ def test_follow_alerts_prints_one_line_per_alert_and_deletes_it(alerts_resource)
         "asset=minute_bars\n"
     )
     assert received_alerts() == []  # deleted once printed
+
+
+def test_peek_prints_the_waiting_alerts_and_leaves_them_queued(alerts_resource):
+    alerts_resource.publish([price_jump(symbol) for symbol in ("AAPL", "MSFT", "NVDA")])
+    queue = get_settings().alerts_queue
+    peeked, again = StringIO(), StringIO()
+    assert follow_alerts(queue, False, peeked, wait_seconds=0, peek=True) == 3
+    assert follow_alerts(queue, False, again, wait_seconds=0, peek=True) == 3
+    assert sorted(again.getvalue().splitlines()) == sorted(peeked.getvalue().splitlines())
+    followed = StringIO()
+    assert follow_alerts(queue, False, followed, max_messages=10, wait_seconds=0) == 3
+    assert follow_alerts(queue, False, StringIO(), wait_seconds=0, peek=True) == 0

@@ -26,6 +26,7 @@ from stock_pipeline.settings import get_settings
 from tests.conftest import _free_port, clean_pipeline_env
 from tests.helpers import StreamIngest
 from tests.history.conftest import materialize_days
+from tests.sample_alerts import anomaly_alert
 from tests.transform.conftest import Warehouse
 
 SYMBOLS = ["AAPL", "MSFT", "NVDA"]
@@ -99,26 +100,19 @@ def sample_alerts() -> list[Alert]:
     """Two anomalies on AAPL's bars and a run failure, as the checks and sensors raise them."""
     minute = START + timedelta(minutes=40)
     return [
-        Alert(
-            alert_id=f"price_jump:AAPL:{minute:%Y-%m-%dT%H:%MZ}",
-            kind="anomaly",
-            rule="price_jump",
-            severity="WARN",
-            asset_key="minute_bars",
-            event_time=f"{minute:%Y-%m-%dT%H:%M:%SZ}",
-            symbol="AAPL",
+        anomaly_alert(
+            "price_jump",
+            "AAPL",
+            minute,
             value=12.5,
             threshold=10.0,
             summary="AAPL moved 12.5 sigma in one minute",
         ),
-        Alert(
-            alert_id=f"impossible_data:AAPL:{minute + timedelta(minutes=5):%Y-%m-%dT%H:%MZ}",
-            kind="anomaly",
-            rule="impossible_data",
+        anomaly_alert(
+            "impossible_data",
+            "AAPL",
+            minute + timedelta(minutes=5),
             severity="ERROR",
-            asset_key="minute_bars",
-            event_time=f"{minute + timedelta(minutes=5):%Y-%m-%dT%H:%M:%SZ}",
-            symbol="AAPL",
             summary="AAPL high below low",
         ),
         Alert(

@@ -58,6 +58,14 @@ def _sorted(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return frame.sort_values(keys, ignore_index=True)
 
 
+def assert_full_refresh_gives_the_same_marts(warehouse) -> None:
+    incremental = {table: warehouse.read(table) for table in KEYS}
+    warehouse.build(full_refresh=True)
+    for table, frame in incremental.items():
+        expected = frame.drop(columns=["loaded_at", "updated_at"], errors="ignore")
+        assert_same_rows(warehouse.read(table), expected, KEYS[table])
+
+
 def assert_marts_match(warehouse, ticks: list[dict]) -> None:
     for table, expected in reference.marts(pd.DataFrame(ticks)).items():
         assert_same_rows(warehouse.read(table), expected, KEYS[table])
@@ -130,11 +138,7 @@ def test_incremental_runs_with_late_ticks_equal_full_refresh(ticks, ingest_ticks
     warehouse.build()
     assert_marts_match(warehouse, ticks)
 
-    incremental = {table: warehouse.read(table) for table in KEYS}
-    warehouse.build(full_refresh=True)
-    for table, frame in incremental.items():
-        expected = frame.drop(columns=["loaded_at", "updated_at"], errors="ignore")
-        assert_same_rows(warehouse.read(table), expected, KEYS[table])
+    assert_full_refresh_gives_the_same_marts(warehouse)
 
 
 def test_incremental_runs_read_only_the_objects_landed_since_the_last_build(

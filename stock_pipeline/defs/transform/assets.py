@@ -261,7 +261,12 @@ daily_bar_models = dbt_build_step(
 
 transform_automation_sensor = dg.AutomationConditionSensorDefinition(
     "transform_automation_sensor",
-    target=dg.AssetSelection.assets(daily_bar_models),
+    # Also the evening close reconciliation (an on_cron check in the history domain): anything
+    # with an automation condition left out gets Dagster's default sensor, which starts stopped.
+    target=dg.AssetSelection.assets(daily_bar_models)
+    | dg.AssetSelection.checks(
+        dg.AssetCheckKey(dg.AssetKey("daily_prices"), "daily_close_matches_official")
+    ),
     # Every 30 s (the default): daily bars change once a day, and evaluating more often costs
     # the daemon CPU the stream's runs need.
     default_status=dg.DefaultSensorStatus.RUNNING,

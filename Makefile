@@ -58,7 +58,7 @@ test: $(STAMP) system-deps infra-lint ## lint the template, run the test suite a
 lint: $(STAMP) ## ruff and sqlfluff
 	$(BIN)/ruff check stock_pipeline tests benchmarks
 	$(BIN)/ruff format --check stock_pipeline tests benchmarks
-	$(BIN)/sqlfluff lint dbt_project/models
+	$(BIN)/python -m stock_pipeline.settings $(BIN)/sqlfluff lint dbt_project/models
 
 format: $(STAMP) ## apply ruff's formatting and fixes
 	$(BIN)/ruff check --fix stock_pipeline tests benchmarks

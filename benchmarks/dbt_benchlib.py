@@ -30,7 +30,7 @@ from moto.server import ThreadedMotoServer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stock_pipeline.defs.transform.assets import DBT_PROJECT_DIR
-from stock_pipeline.settings import apply_defaults, setting
+from stock_pipeline.settings import export_environment, get_settings
 from stock_pipeline.wire import RAW_TICKS_SCHEMA
 
 SYMBOLS = [f"SYM{i:03d}" for i in range(100)]
@@ -61,14 +61,15 @@ def emulator() -> Iterator[str]:
             WAREHOUSE_DATA_PATH=f"{tmp}/warehouse/",
         )
         os.environ.pop("LAKE_PREFIX", None)
-        apply_defaults()
-        boto3.client("s3").create_bucket(Bucket=setting("LAKE_BUCKET"))
+        get_settings.cache_clear()  # the environment above
+        export_environment()
+        boto3.client("s3").create_bucket(Bucket=get_settings().lake_bucket)
         try:
-            yield os.environ["AWS_ENDPOINT_URL"]
+            yield get_settings().aws_endpoint_url
         finally:
             # moto keeps its state in this process, across servers: the next emulator starts empty.
             reset = urllib.request.Request(
-                f"{os.environ['AWS_ENDPOINT_URL']}/moto-api/reset", method="POST"
+                f"{get_settings().aws_endpoint_url}/moto-api/reset", method="POST"
             )
             try:
                 urllib.request.urlopen(reset, timeout=10)
@@ -156,10 +157,9 @@ class Lake:
                     sink = pa.BufferOutputStream()
                     pq.write_table(part, sink, compression="zstd")
                     key = f"raw/ticks/dt={dt}/shard={shard_id}/{first}_{last}_0.parquet"
-                    self.s3.put_object(
-                        Bucket=setting("LAKE_BUCKET"), Key=key, Body=sink.getvalue().to_pybytes()
-                    )
-                    urls.append(f"s3://{setting('LAKE_BUCKET')}/{key}")
+                    bucket = get_settings().lake_bucket
+                    self.s3.put_object(Bucket=bucket, Key=key, Body=sink.getvalue().to_pybytes())
+                    urls.append(f"s3://{bucket}/{key}")
         return urls
 
 

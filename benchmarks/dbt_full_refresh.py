@@ -12,7 +12,6 @@ Usage: python benchmarks/dbt_full_refresh.py [ticks]
 """
 
 import json
-import os
 import sys
 import time
 
@@ -20,7 +19,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 from dbt_benchlib import DBT_PROJECT_DIR, Lake, dbt, emulator
 
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 from tests.transform import reference
 
 COLUMNS = ["event_id", "symbol", "ts", "price", "volume"]
@@ -29,17 +28,18 @@ COLUMNS = ["event_id", "symbol", "ts", "price", "volume"]
 def pandas_marts() -> tuple[dict, float]:
     """The marts, and the seconds spent reading the lake."""
     started = time.perf_counter()
-    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    settings = get_settings()
+    endpoint = settings.aws_endpoint_url
     lake = pafs.S3FileSystem(
         endpoint_override=endpoint.split("://")[1],
         scheme=endpoint.split("://")[0],
-        access_key=os.environ["AWS_ACCESS_KEY_ID"],
-        secret_key=os.environ["AWS_SECRET_ACCESS_KEY"],
-        region=os.environ["AWS_DEFAULT_REGION"],
+        access_key=settings.aws_access_key_id,
+        secret_key=settings.aws_secret_access_key,
+        region=settings.aws_default_region,
     )
     ticks = (
         ds.dataset(
-            f"{setting('LAKE_BUCKET')}/raw/ticks",
+            f"{get_settings().lake_bucket}/raw/ticks",
             filesystem=lake,
             format="parquet",
             partitioning="hive",

@@ -31,7 +31,7 @@ import numpy as np
 from stock_pipeline.cli import DAGSTER_INSTANCE_YAML, dagster_dev_command, stop_process_groups
 from stock_pipeline.producer.kinesis import KinesisProducer
 from stock_pipeline.resources.warehouse import connect
-from stock_pipeline.settings import apply_defaults, setting
+from stock_pipeline.settings import export_environment, get_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE_EVERY = 4.0
@@ -63,7 +63,7 @@ def latest_quotes_times(instance: dg.DagsterInstance) -> list[float]:
 def stream_ready() -> bool:
     try:
         description = boto3.client("kinesis").describe_stream_summary(
-            StreamName=setting("TICKS_STREAM")
+            StreamName=get_settings().ticks_stream
         )
     except Exception:  # the emulator is still starting or provisioning
         return False
@@ -88,11 +88,12 @@ def main() -> None:
         WAREHOUSE_DATA_PATH=f"{tmp / 'warehouse'}/",
         LOCAL_S3_DIR=str(tmp / "s3"),  # the emulator's S3, not the checkout's .data/s3
     )
-    apply_defaults()
+    get_settings.cache_clear()  # the environment above
+    export_environment()
     # Created (and its storage initialised) before dagster dev starts, not racing it.
     instance = dg.DagsterInstance.from_config(os.environ["DAGSTER_HOME"])
     cli = [sys.executable, "-m", "stock_pipeline.cli"]
-    port = os.environ["AWS_ENDPOINT_URL"].rsplit(":", 1)[1]
+    port = get_settings().aws_endpoint_url.rsplit(":", 1)[1]
     processes: list[subprocess.Popen] = []
     put_at: dict[str, float] = {}
 
@@ -118,7 +119,7 @@ def main() -> None:
         )
         print(f"warm-up: first latest_quotes after {time.monotonic() - started:.0f} s", flush=True)
 
-        producer = KinesisProducer(boto3.client("kinesis"), setting("TICKS_STREAM"))
+        producer = KinesisProducer(boto3.client("kinesis"), get_settings().ticks_stream)
         for n in range(probes):
             event_id = f"probe-{uuid.uuid4()}"
             now = datetime.now(UTC)

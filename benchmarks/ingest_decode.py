@@ -26,7 +26,7 @@ import pyarrow.json as pj
 from stock_pipeline.defs.ingest.decode import WIRE_SCHEMA, decode_records
 from stock_pipeline.defs.ingest.lake import ticks_parquet
 from stock_pipeline.producer.synthetic import SyntheticMarket
-from stock_pipeline.settings import DEFAULTS
+from stock_pipeline.settings import Settings
 from stock_pipeline.wire import SYMBOL_PATTERN, encode_tick
 
 SYMBOL = re.compile(SYMBOL_PATTERN)
@@ -74,7 +74,7 @@ def limit(data: list[bytes], meta: pa.Table) -> int:
 
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
-    symbols = DEFAULTS["SYMBOLS"].split(",")
+    symbols = Settings.model_fields["symbols"].default
     market = SyntheticMarket(symbols, seed=1, start=datetime(2024, 3, 5, 14, 30, tzinfo=UTC))
     data = [encode_tick(t) for t in market.ticks(count=count)]
     meta = pa.table(

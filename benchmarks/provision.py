@@ -17,19 +17,19 @@ import boto3
 from dbt_benchlib import emulator
 
 from stock_pipeline.provision import provision
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 
 
 def direct_calls() -> None:
     """The pipeline's resources made one API call at a time, without the template."""
     session = boto3.session.Session()
     kinesis = session.client("kinesis")
-    kinesis.create_stream(StreamName=setting("TICKS_STREAM"), ShardCount=2)
-    kinesis.get_waiter("stream_exists").wait(StreamName=setting("TICKS_STREAM"))
-    session.client("s3").create_bucket(Bucket=setting("LAKE_BUCKET"))
+    kinesis.create_stream(StreamName=get_settings().ticks_stream, ShardCount=2)
+    kinesis.get_waiter("stream_exists").wait(StreamName=get_settings().ticks_stream)
+    session.client("s3").create_bucket(Bucket=get_settings().lake_bucket)
     sns, sqs = session.client("sns"), session.client("sqs")
-    topic_arn = sns.create_topic(Name=setting("ALERTS_TOPIC"))["TopicArn"]
-    queue_url = sqs.create_queue(QueueName=setting("ALERTS_QUEUE"))["QueueUrl"]
+    topic_arn = sns.create_topic(Name=get_settings().alerts_topic)["TopicArn"]
+    queue_url = sqs.create_queue(QueueName=get_settings().alerts_queue)["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
         "Attributes"
     ]["QueueArn"]

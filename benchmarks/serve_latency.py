@@ -30,7 +30,7 @@ from stock_pipeline.cli import stop_process_groups
 from stock_pipeline.resources.alerts import AlertsResource
 from stock_pipeline.serve import queries
 from stock_pipeline.serve.snapshot import Warehouse
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 from tests.sample_alerts import anomaly_alert
 
 BUILD = ("build", "--exclude-resource-type", "unit_test")
@@ -141,10 +141,12 @@ def direct_query(warehouse: Warehouse, query, *args) -> None:
 
 def publish_alerts(session: datetime) -> None:
     alerts = AlertsResource(
-        topic_name=setting("ALERTS_TOPIC"), ledger_bucket=setting("LAKE_BUCKET")
+        topic_name=get_settings().alerts_topic, ledger_bucket=get_settings().lake_bucket
     )
 
-    boto3.client("sns").create_topic(Name=setting("ALERTS_TOPIC"))  # the bucket is there already
+    boto3.client("sns").create_topic(
+        Name=get_settings().alerts_topic
+    )  # the bucket is there already
     minutes = [session + timedelta(minutes=m) for m in range(0, 100, 5)]
     delivery = alerts.publish(
         anomaly_alert("price_jump", SYMBOL, m, value=11.0, threshold=10.0) for m in minutes

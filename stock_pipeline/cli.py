@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import urlparse
 
-from stock_pipeline.settings import LOCAL_ENDPOINT, apply_defaults, setting, symbols
+from stock_pipeline.settings import LOCAL_ENDPOINT, SettingsError, export_environment, get_settings
 
 log = logging.getLogger("stock_pipeline")
 
@@ -69,16 +69,6 @@ nux:
 """
 
 
-def _load_dotenv(path: Path = Path(".env")) -> None:
-    """Variables from .env that the environment does not already set."""
-    if not path.exists():
-        return
-    for line in path.read_text().splitlines():
-        name, sep, value = line.partition("=")
-        if sep and not name.strip().startswith("#"):
-            os.environ.setdefault(name.strip(), value.strip())
-
-
 def _ticks(args) -> Iterator[dict]:
     from stock_pipeline.csv_files import UnreadableCsvError
     from stock_pipeline.producer import sources
@@ -101,10 +91,11 @@ def produce(args) -> None:
 
     from stock_pipeline.producer.kinesis import KinesisProducer
 
+    settings = get_settings()
     producer = KinesisProducer(
         boto3.client("kinesis"),
-        setting("TICKS_STREAM"),
-        max_in_flight=int(setting("PRODUCER_MAX_IN_FLIGHT")),
+        settings.ticks_stream,
+        max_in_flight=settings.producer_max_in_flight,
     )
     ticks = _ticks(args)
     if args.count:
@@ -151,9 +142,8 @@ def local_aws(args) -> None:
     patch_kinesis_shards()
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
     server.start()
-    os.environ["AWS_ENDPOINT_URL"] = f"http://{args.host}:{args.port}"
-    apply_defaults()  # test keys for the emulator
-    s3, bucket, snapshot = boto3.client("s3"), setting("LAKE_BUCKET"), devstack.snapshot_dir()
+    _use_endpoint(f"http://{args.host}:{args.port}")  # provision, the lake's restore and save
+    s3, bucket, snapshot = boto3.client("s3"), get_settings().lake_bucket, devstack.snapshot_dir()
     restored = False
     try:
         provision()
@@ -188,6 +178,13 @@ def provision(args) -> None:
         print(f"{key:<{width}}  {value}")
 
 
+def _use_endpoint(url: str) -> None:
+    """Point this process and the ones it starts at the AWS endpoint `url` (the emulator)."""
+    os.environ["AWS_ENDPOINT_URL"] = url
+    get_settings.cache_clear()
+    export_environment()
+
+
 def _wait_for_port(url: str, timeout: float = 30) -> None:
     import socket
 
@@ -210,9 +207,9 @@ def _wait_until_provisioned(emulator: subprocess.Popen, timeout: float = 180) ->
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and emulator.poll() is None:
         with contextlib.suppress(ClientError):
-            summary = kinesis.describe_stream_summary(StreamName=setting("TICKS_STREAM"))
+            summary = kinesis.describe_stream_summary(StreamName=get_settings().ticks_stream)
             if summary["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE":
-                s3.head_bucket(Bucket=setting("LAKE_BUCKET"))
+                s3.head_bucket(Bucket=get_settings().lake_bucket)
                 return
         time.sleep(0.5)
     raise SystemExit(f"the emulator did not provision the stack within {timeout:.0f}s")
@@ -255,10 +252,11 @@ def dev(args) -> None:
     # Ctrl-C and SIGTERM both stop the stack, even when started with SIGINT ignored (e.g. `&`).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    endpoint = os.environ.setdefault("AWS_ENDPOINT_URL", LOCAL_ENDPOINT)
-    dagster_home = Path(os.environ.setdefault("DAGSTER_HOME", ".dagster")).absolute()
-    os.environ["DAGSTER_HOME"] = str(dagster_home)
-    local = urlparse(endpoint).hostname in ("127.0.0.1", "localhost")
+    endpoint = get_settings().aws_endpoint_url or LOCAL_ENDPOINT
+    _use_endpoint(endpoint)
+    dagster_home = get_settings().dagster_home.absolute()
+    os.environ["DAGSTER_HOME"] = str(dagster_home)  # for `dagster dev`, which runs from there
+    local = get_settings().on_loopback()
     if local:
         devstack.start_clean_if_lake_was_lost(dagster_home)
     dagster_home.mkdir(parents=True, exist_ok=True)
@@ -335,15 +333,16 @@ def replay_quarantine(args) -> None:
     from stock_pipeline.producer.replay import replay_quarantine as replay
     from stock_pipeline.resources.aws import LakeResource
 
-    lake = LakeResource(bucket=setting("LAKE_BUCKET"), prefix=setting("LAKE_PREFIX"))
+    settings = get_settings()
+    lake = LakeResource(bucket=settings.lake_bucket, prefix=settings.lake_prefix)
     producer = (
-        None if args.dry_run else KinesisProducer(boto3.client("kinesis"), setting("TICKS_STREAM"))
+        None if args.dry_run else KinesisProducer(boto3.client("kinesis"), settings.ticks_stream)
     )
     counts = replay(lake, lake.get_client(), producer, reason=args.reason, since=args.since)
     for reason, count in sorted(counts.items()):
         print(f"{reason:40} {count:>10}")
     verb = "would put" if args.dry_run else "put"
-    print(f"{verb} {sum(counts.values())} quarantined records back on {setting('TICKS_STREAM')}")
+    print(f"{verb} {sum(counts.values())} quarantined records back on {settings.ticks_stream}")
 
 
 def exclude(args) -> None:
@@ -387,7 +386,9 @@ def serve(args) -> None:
 def alerts(args) -> None:
     from stock_pipeline.resources.alerts import follow_alerts
 
-    follow_alerts(setting("ALERTS_QUEUE"), as_json=args.json, max_messages=args.max, peek=args.peek)
+    follow_alerts(
+        get_settings().alerts_queue, as_json=args.json, max_messages=args.max, peek=args.peek
+    )
 
 
 def _dbt(*args: str, target_path: str | None = None) -> None:
@@ -407,7 +408,7 @@ def docs(args) -> None:
     from stock_pipeline.resources.warehouse import Catalog
 
     generate = ["docs", "generate", "--target", "reader"]
-    if not Catalog.from_setting().exists():
+    if not Catalog.from_settings().exists():
         print("no warehouse yet: the docs show no column types", file=sys.stderr)
         generate += ["--empty-catalog", "--no-compile"]
     # A target directory of their own: the pipeline's builds reuse the parse in target/.
@@ -456,7 +457,8 @@ def parser() -> argparse.ArgumentParser:
     cmd.set_defaults(func=provision)
 
     cmd = commands.add_parser("produce", help="put ticks on the Kinesis stream")
-    source, _, path = setting("MARKET_DATA_SOURCE").partition(":")
+    settings = get_settings()
+    source, _, path = settings.market_data_source.partition(":")
     cmd.add_argument(
         "--source",
         choices=["synthetic", "yfinance", "csv"],
@@ -464,9 +466,7 @@ def parser() -> argparse.ArgumentParser:
         help="default: the kind MARKET_DATA_SOURCE names",
     )
     cmd.add_argument("--symbols", type=_csv_list, default=None, help="comma separated")
-    cmd.add_argument(
-        "--rate", type=float, default=float(setting("PRODUCER_RATE")), help="ticks per second"
-    )
+    cmd.add_argument("--rate", type=float, default=settings.producer_rate, help="ticks per second")
     stop = cmd.add_mutually_exclusive_group()
     stop.add_argument("--count", type=int, help="stop after this many ticks")
     stop.add_argument("--duration", type=float, help="stop after this many seconds")
@@ -569,11 +569,14 @@ def main(argv: list[str] | None = None) -> None:
     # Our own progress at INFO; libraries (dagster, alembic, botocore) only when they warn.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     log.setLevel(logging.INFO)
-    _load_dotenv()
-    apply_defaults()
+    try:
+        export_environment()  # .env and the defaults, for dbt, boto3 and the child processes
+    except SettingsError as err:
+        print(f"stock-pipeline: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     args = parser().parse_args(argv)
     if getattr(args, "symbols", "unset") is None:
-        args.symbols = symbols()
+        args.symbols = get_settings().symbols
     args.func(args)
 
 

@@ -1,9 +1,12 @@
 import dagster as dg
 
-from stock_pipeline.defs import history, ingest, maintenance, quality, transform
-from stock_pipeline.settings import apply_defaults
+from stock_pipeline.settings import export_environment
 
-apply_defaults()
+# Before the domains load: dbt parses the project as they do, and dbt, boto3 and `dg.EnvVar` read
+# the settings from the environment. A bad setting fails the code location here, naming it.
+export_environment()
+
+from stock_pipeline.defs import history, ingest, maintenance, quality, transform  # noqa: E402
 
 defs = dg.Definitions.merge(
     ingest.defs,

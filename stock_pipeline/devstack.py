@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 
 log = logging.getLogger("stock_pipeline")
 
@@ -48,7 +48,8 @@ class CopyStats:
 
 
 def snapshot_dir() -> Path:
-    return Path(setting("LOCAL_S3_DIR")).absolute() / setting("LAKE_BUCKET")
+    settings = get_settings()
+    return settings.local_s3_dir.absolute() / settings.lake_bucket
 
 
 def _manifest(folder: Path) -> dict[str, str]:
@@ -99,14 +100,14 @@ def save_lake(s3, bucket: str, folder: Path) -> CopyStats:
 def local_state(dagster_home: Path) -> list[Path]:
     """What disagrees with the lake once the lake is lost: the saved lake, the local warehouse
     (catalog and data files), Dagster's runs, event logs and cursors."""
-    paths = [Path(setting("LOCAL_S3_DIR")).absolute()]
-    kind, _, target = setting("WAREHOUSE_CATALOG").partition(":")
-    if kind == "sqlite" and target:
-        catalog = Path(target).absolute()
+    settings = get_settings()
+    paths = [settings.local_s3_dir.absolute()]
+    kind, target = settings.catalog
+    if kind == "sqlite":
+        catalog = Path(target)
         paths += [catalog, *(catalog.with_name(catalog.name + end) for end in ("-wal", "-shm"))]
-    data_path = setting("WAREHOUSE_DATA_PATH")
-    if data_path and "://" not in data_path:
-        paths.append(Path(data_path).absolute())
+    if "://" not in settings.warehouse_data_url:
+        paths.append(Path(settings.warehouse_data_url))
     return paths + [dagster_home / name for name in ("storage", "history", "schedules")]
 
 
@@ -244,7 +245,7 @@ def stop_local_stack(producer, dagster, emulator, drain: bool) -> None:
     if drain and dagster is not None and dagster.poll() is None:
         import dagster as dg
 
-        timeout = float(setting("DEV_DRAIN_TIMEOUT_SECONDS"))
+        timeout = get_settings().dev_drain_timeout_seconds
         print(
             f"draining the stream into the lake (up to {timeout:.0f} s; Ctrl-C again skips)",
             flush=True,
@@ -253,7 +254,7 @@ def stop_local_stack(producer, dagster, emulator, drain: bool) -> None:
         try:
             with dg.DagsterInstance.get() as instance:
                 kinesis = boto3.client("kinesis")
-                if wait_until_drained(instance, kinesis, setting("TICKS_STREAM"), timeout):
+                if wait_until_drained(instance, kinesis, get_settings().ticks_stream, timeout):
                     print("drained: every record on the stream is in the lake", flush=True)
         except KeyboardInterrupt:
             log.error("DATA LOSS: drain skipped; records not consumed go with the emulator")

@@ -27,7 +27,7 @@ from stock_pipeline.resources.warehouse import (
     attach_lake,
     connect,
 )
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 
 PREFIX = "exclusions/ticks"
 # The lines as dbt's source `lake.tick_exclusions` reads them (dbt_project/models/staging), with
@@ -57,7 +57,7 @@ class Outcome:
 
 
 def _lake() -> LakeResource:
-    return LakeResource(bucket=setting("LAKE_BUCKET"), prefix=setting("LAKE_PREFIX"))
+    return LakeResource(bucket=get_settings().lake_bucket, prefix=get_settings().lake_prefix)
 
 
 def _first_line(err: Exception) -> str:
@@ -105,7 +105,7 @@ class _Reader:
 @contextmanager
 def _reader() -> Iterator[_Reader]:
     try:
-        if Catalog.from_setting().exists():
+        if Catalog.from_settings().exists():
             con = connect(latest=True)
             listed = con.execute(
                 "select table_name from duckdb_tables() where database_name = ?", [ALIAS]

@@ -23,14 +23,13 @@ import boto3
 import yaml
 from botocore.exceptions import ClientError, WaiterError
 
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 
 log = logging.getLogger(__name__)
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "infra" / "stack.yaml"
 
-# Template parameter -> the environment variable that sets it. Unset variables keep the
-# template's default.
+# Template parameter -> the environment variable (setting) that sets it.
 PARAMETERS = {
     "StreamName": "TICKS_STREAM",
     "StreamShardCount": "TICKS_STREAM_SHARDS",
@@ -96,19 +95,15 @@ def _parsed(path: Path, _mtime_ns: int) -> dict[str, Any]:
     return yaml.load(path.read_text(), Loader=_TemplateLoader)  # noqa: S506 - a SafeLoader
 
 
-def parameters_from_environment(shard_count: int | None = None) -> dict[str, str]:
-    """The template parameters the environment sets (and `shard_count`, when given)."""
-    values = {}
-    for parameter, variable in PARAMETERS.items():
-        value = setting(variable)
-        if variable not in os.environ and value == "":
-            continue
-        if parameter == "LakePrefix":  # the code strips slashes; the template wants one at the end
-            value = value.strip("/") + "/" if value.strip("/") else ""
-        elif parameter == "FreshnessMaxAgeSeconds":
-            value = _number(value, parameter, variable)
-            value = str(int(float(value) * 60))
-        values[parameter] = value
+def parameters_from_settings(shard_count: int | None = None) -> dict[str, str]:
+    """The template parameters from the settings (and `shard_count`, when given)."""
+    settings = get_settings()
+    environment = settings.environment()
+    values = {parameter: environment[variable] for parameter, variable in PARAMETERS.items()}
+    # The code strips the prefix's slashes; the template wants one at the end.
+    prefix = settings.lake_prefix.strip("/")
+    values["LakePrefix"] = prefix + "/" if prefix else ""
+    values["FreshnessMaxAgeSeconds"] = str(int(settings.latest_quotes_max_age_minutes * 60))
     if shard_count is not None:
         values["StreamShardCount"] = str(shard_count)
     return values
@@ -427,12 +422,12 @@ def _session(*environment: str | None) -> boto3.session.Session:
     of what provisioning the emulator costs (and tests provision it hundreds of times)."""
     session = boto3.session.Session()
     if session.region_name is None:
-        session = boto3.session.Session(region_name=setting("AWS_DEFAULT_REGION"))
+        session = boto3.session.Session(region_name=get_settings().aws_default_region)
     return session
 
 
 def on_emulator() -> bool:
-    return bool(os.environ.get("AWS_ENDPOINT_URL"))
+    return get_settings().aws_endpoint_url is not None
 
 
 def provision(shard_count: int | None = None, wait: bool = True) -> dict[str, str]:
@@ -440,16 +435,17 @@ def provision(shard_count: int | None = None, wait: bool = True) -> dict[str, st
     started = time.monotonic()
     template_body = TEMPLATE.read_text()
     template = load_template()
-    parameters = parameters_from_environment(shard_count)
+    parameters = parameters_from_settings(shard_count)
     validate_parameters(template, parameters)
+    settings = get_settings()
     session = _session(
-        os.environ.get("AWS_ENDPOINT_URL"),
-        os.environ.get("AWS_PROFILE"),
-        os.environ.get("AWS_ACCESS_KEY_ID"),
-        os.environ.get("AWS_SESSION_TOKEN"),
-        os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION"),
+        settings.aws_endpoint_url,
+        settings.aws_profile,
+        settings.aws_access_key_id,
+        os.environ.get("AWS_SESSION_TOKEN"),  # boto3's own, from a credential process or SSO
+        settings.aws_default_region,
     )
-    stack_name = setting("STACK_NAME")
+    stack_name = settings.stack_name
     # moto deploys within the call, or never: no point waiting minutes for it.
     poll = (1, 5) if on_emulator() else (5, 360)
     operation = deploy(

@@ -15,9 +15,13 @@ import requests
 from moto.server import ThreadedMotoServer
 
 from stock_pipeline.emulator import patch_kinesis_shards
-from stock_pipeline.settings import DEFAULTS
+from stock_pipeline.settings import Settings, export_environment, get_settings
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request at INFO
+# The tests' environment is the whole of their settings: a developer's .env stays out of them.
+Settings.model_config["env_file"] = None
+# As the `stock-pipeline` command and the code location start (dbt parses as tests import).
+export_environment()
 # pytest-xdist workers: a dbt target directory each, so their parses never overwrite each other.
 if worker := os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("DBT_TARGET_PATH", f"target/{worker}")
@@ -26,6 +30,14 @@ if worker := os.environ.get("PYTEST_XDIST_WORKER"):
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # The slow tests first: pytest-xdist hands tests out in this order.
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings() -> Iterator[None]:
+    """Each test reads the settings from its own environment (`get_settings()` caches them)."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 def _free_port() -> int:
@@ -74,22 +86,23 @@ def clean_pipeline_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_
     """Reset the emulator; set the pipeline's variables, its warehouse and Dagster home in
     `tmp_path`. For fixtures of any scope (pass a `pytest.MonkeyPatch.context()`)."""
     requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
-    env = dict(DEFAULTS)
-    env.update(
-        AWS_ENDPOINT_URL=moto_endpoint,
-        AWS_ACCESS_KEY_ID="test",
-        AWS_SECRET_ACCESS_KEY="test",
-        AWS_DEFAULT_REGION="us-east-1",
+    # The defaults (not this process's environment), but for these.
+    settings = Settings.model_construct(
+        aws_endpoint_url=moto_endpoint,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        aws_default_region="us-east-1",
         # The warehouse's data files go to the emulated lake bucket, as on AWS.
-        WAREHOUSE_CATALOG=f"sqlite:{tmp_path / 'warehouse.sqlite'}",
-        WAREHOUSE_DATA_PATH="",
-        DAGSTER_HOME=str(tmp_path / "dagster_home"),
+        warehouse_catalog=f"sqlite:{tmp_path / 'warehouse.sqlite'}",
+        warehouse_data_path="",
     )
+    env = {**settings.environment(), "DAGSTER_HOME": str(tmp_path / "dagster_home")}
     (tmp_path / "dagster_home").mkdir()
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
     return env
 
 

@@ -7,7 +7,7 @@ from stock_pipeline.defs.ingest import defs as ingest_defs
 from stock_pipeline.defs.ingest.assets import raw_ticks
 from stock_pipeline.defs.ingest.sensors import kinesis_ticks_sensor
 from stock_pipeline.producer.kinesis import KinesisProducer
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 
 
 class StreamIngest:
@@ -20,12 +20,12 @@ class StreamIngest:
         self.instance = dg.DagsterInstance.ephemeral()
 
     def put(self, ticks: list[dict]) -> None:
-        KinesisProducer(boto3.client("kinesis"), setting("TICKS_STREAM")).put_ticks(ticks)
+        KinesisProducer(boto3.client("kinesis"), get_settings().ticks_stream).put_ticks(ticks)
 
     def put_raw(self, records: list[tuple[bytes, str]]) -> None:
         """Records as (data, partition key), for payloads that are not well-formed ticks."""
         entries = [{"Data": data, "PartitionKey": key} for data, key in records]
-        KinesisProducer(boto3.client("kinesis"), setting("TICKS_STREAM")).put_entries(entries)
+        KinesisProducer(boto3.client("kinesis"), get_settings().ticks_stream).put_entries(entries)
 
     def evaluate_sensor(self) -> dg.SensorResult:
         context = dg.build_sensor_context(

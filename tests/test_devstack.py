@@ -5,6 +5,7 @@ import requests
 
 from stock_pipeline import devstack
 from stock_pipeline.cli import DAGSTER_INSTANCE_YAML
+from stock_pipeline.settings import get_settings
 
 
 def objects(s3, bucket: str) -> dict[str, bytes]:
@@ -16,6 +17,7 @@ def test_lake_survives_an_emulator_restart_and_saves_copy_only_changes(
     provisioned, s3, tmp_path, monkeypatch, moto_endpoint
 ):
     monkeypatch.setenv("LOCAL_S3_DIR", str(tmp_path / "s3"))
+    get_settings.cache_clear()
     bucket, folder = provisioned["LAKE_BUCKET"], devstack.snapshot_dir()
     for i in range(3):
         s3.put_object(
@@ -44,6 +46,7 @@ def test_a_stop_that_did_not_save_the_lake_starts_clean(tmp_path, monkeypatch):
     monkeypatch.setenv("LOCAL_S3_DIR", str(data / "s3"))
     monkeypatch.setenv("WAREHOUSE_CATALOG", f"sqlite:{data / 'warehouse.sqlite'}")
     monkeypatch.setenv("WAREHOUSE_DATA_PATH", f"{data / 'warehouse'}/")
+    get_settings.cache_clear()
     data.mkdir()
     (home / "history").mkdir(parents=True)
     (home / "dagster.yaml").write_text("telemetry: {enabled: false}\n")

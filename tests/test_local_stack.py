@@ -22,6 +22,7 @@ import pytest
 
 from stock_pipeline import emulator
 from stock_pipeline.resources import warehouse
+from stock_pipeline.settings import get_settings
 
 REPO = Path(__file__).resolve().parents[1]
 SYMBOLS = "AAPL,MSFT,NVDA,AMZN"
@@ -247,6 +248,7 @@ def test_kill_and_restart_lose_and_double_nothing(stack_env, stacks, tmp_path, m
         volume[tick["symbol"]] += tick["volume"]
     for name in ("WAREHOUSE_CATALOG", "WAREHOUSE_DATA_PATH"):
         monkeypatch.setenv(name, stack_env[name])
+    get_settings.cache_clear()
     with warehouse.connect() as con:
         marts = con.execute(
             "select symbol, sum(trade_count), sum(volume) from daily_prices group by symbol"

@@ -3,11 +3,13 @@
 import pytest
 
 from stock_pipeline.resources.warehouse import s3_secret_options
+from stock_pipeline.settings import get_settings
 
 
 def test_emulator_secret_uses_the_endpoint(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    get_settings.cache_clear()
     options = s3_secret_options()
     assert options["endpoint"] == "127.0.0.1:4566"
     assert options["url_style"] == "path" and options["use_ssl"] == "false"
@@ -21,6 +23,7 @@ def test_aws_secret_carries_boto3s_resolved_credentials(monkeypatch: pytest.Monk
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "example-secret")
     monkeypatch.setenv("AWS_SESSION_TOKEN", "example-token")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
+    get_settings.cache_clear()
     options = s3_secret_options()
     assert options == {
         "type": "s3",

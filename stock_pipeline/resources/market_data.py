@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from stock_pipeline import csv_files
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import SettingsError, get_settings
 
 EXCHANGE = "XNYS"
 EXCHANGE_TZ = "America/New_York"
@@ -61,17 +61,15 @@ class HistoryRangeError(ValueError):
 @cache
 def history_start() -> date:
     """HISTORY_START_DATE: the first NYSE trading day daily history covers."""
-    value = setting("HISTORY_START_DATE")
     try:
-        day = date.fromisoformat(value)
-    except ValueError:
-        message = f"HISTORY_START_DATE={value!r} is not a date (YYYY-MM-DD)"
-        raise HistoryRangeError(message) from None
+        day = get_settings().history_start_date
+    except SettingsError as err:  # HISTORY_START_DATE is not a date, or another variable is bad
+        raise HistoryRangeError(str(err)) from None
     calendar = exchange_calendars.get_calendar(EXCHANGE, start=day - timedelta(days=7))
     if not calendar.is_session(pd.Timestamp(day)):
         following = calendar.date_to_session(pd.Timestamp(day), direction="next").date()
         raise HistoryRangeError(
-            f"HISTORY_START_DATE={value} is not an NYSE trading day; the next one is {following}"
+            f"HISTORY_START_DATE={day} is not an NYSE trading day; the next one is {following}"
         )
     return day
 

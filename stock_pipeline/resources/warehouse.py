@@ -14,7 +14,6 @@ Extensions (httpfs, ducklake, sqlite, postgres) come from their pip packages pin
 version: DuckDB would otherwise download them from its own site at run time.
 """
 
-import os
 import sqlite3
 import threading
 import time
@@ -28,14 +27,13 @@ import boto3
 import duckdb
 import duckdb_extensions
 
-from stock_pipeline.settings import setting, warehouse_data_path
+from stock_pipeline.settings import SettingsError, get_settings
 
 ALIAS = "warehouse"
 # The commit message of a snapshot readers may pin: a complete dbt build, or its compaction.
 BUILD_COMPLETE = "build complete"
 # How long a writer or reader waits for the SQLite catalog's lock before failing.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-CATALOG_KINDS = ("sqlite", "postgres")
 
 
 class WarehouseError(RuntimeError):
@@ -62,15 +60,11 @@ class Catalog:
     target: str
 
     @classmethod
-    def from_setting(cls) -> "Catalog":
-        value = setting("WAREHOUSE_CATALOG")
-        kind, sep, target = value.partition(":")
-        if kind not in CATALOG_KINDS or not sep or not target.strip():
-            raise WarehouseError(
-                f"WAREHOUSE_CATALOG={value!r} is not a catalog: use sqlite:<path> or "
-                "postgres:<libpq connection string>"
-            )
-        return cls(kind, target.strip())
+    def from_settings(cls) -> "Catalog":
+        try:
+            return cls(*get_settings().catalog)
+        except SettingsError as err:  # a bad WAREHOUSE_CATALOG, most likely
+            raise WarehouseError(str(err)) from None
 
     def exists(self) -> bool:
         """False for a SQLite catalog no build has created yet."""
@@ -107,7 +101,8 @@ def s3_secret_options() -> dict[str, str]:
     """
     session = boto3.session.Session()
     region = session.region_name or "us-east-1"
-    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    settings = get_settings()
+    endpoint = settings.aws_endpoint_url
     if not endpoint:
         credentials = session.get_credentials()
         if credentials is None:  # dbt parse, lint and docs need no lake; reads will say why
@@ -120,8 +115,8 @@ def s3_secret_options() -> dict[str, str]:
     parsed = urlparse(endpoint)
     return {
         "type": "s3",
-        "key_id": os.environ.get("AWS_ACCESS_KEY_ID", "test"),
-        "secret": os.environ.get("AWS_SECRET_ACCESS_KEY", "test"),
+        "key_id": settings.aws_access_key_id or "test",
+        "secret": settings.aws_secret_access_key or "test",
         "region": region,
         "endpoint": parsed.netloc,
         "url_style": "path",
@@ -148,7 +143,7 @@ def attach_options(read_only: bool, snapshot_version: int | None = None) -> list
     """The ATTACH options for the warehouse (dbt's profiles.yml attaches with the same)."""
     # busy_timeout is SQLite's; the other catalogs ignore it.
     options = [
-        f"data_path {_quote(warehouse_data_path())}",
+        f"data_path {_quote(get_settings().warehouse_data_url)}",
         f"busy_timeout {SQLITE_BUSY_TIMEOUT_MS}",
     ]
     if read_only:
@@ -204,7 +199,7 @@ def connect(at: datetime | None = None, latest: bool = False) -> duckdb.DuckDBPy
     Raises WarehouseError when the catalog cannot be opened, no build has completed yet, or `at`
     is out of reach.
     """
-    catalog = Catalog.from_setting()
+    catalog = Catalog.from_settings()
     con = attach_lake(duckdb.connect())
     con.execute("set timezone = 'UTC'")
     _attach(con, catalog, ALIAS, read_only=True)
@@ -248,7 +243,7 @@ class Reader:
         self._lock = threading.Lock()
         self._db = attach_lake(duckdb.connect())
         self._db.execute("set timezone = 'UTC'")
-        self._catalog = Catalog.from_setting()
+        self._catalog = Catalog.from_settings()
         _attach(self._db, self._catalog, ALIAS, read_only=True)  # follows every commit
         self._attached: deque[tuple[str, Snapshot | None]] = deque()
         self._checked = float("-inf")
@@ -292,7 +287,7 @@ class Reader:
 
 def writer(con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
     """`con` (or a new connection) with the warehouse attached read-write, for maintenance."""
-    catalog = Catalog.from_setting()
+    catalog = Catalog.from_settings()
     catalog.prepare()
     con = attach_lake(con or duckdb.connect())
     _attach(con, catalog, ALIAS, read_only=False)

@@ -28,7 +28,7 @@ from stock_pipeline.serve import models, queries
 from stock_pipeline.serve.formats import Format, file_response
 from stock_pipeline.serve.ledger import LedgerError, SentAlerts
 from stock_pipeline.serve.snapshot import Pinned, Warehouse, WarehouseError
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 from stock_pipeline.wire import SYMBOL_PATTERN
 
 STATIC = Path(__file__).with_name("static")
@@ -231,7 +231,7 @@ def create_app(warehouse: Warehouse | None = None, ledger: SentAlerts | None = N
         newest = pinned.newest_arrival()
         now = datetime.now(UTC)
         lag = (now - newest).total_seconds() if newest else None
-        max_lag = float(setting("LATEST_QUOTES_MAX_AGE_MINUTES")) * 60
+        max_lag = get_settings().latest_quotes_max_age_minutes * 60
         quotes_built = builds["latest_quotes"]
         quotes_age = (now - quotes_built).total_seconds() if quotes_built else None
         consuming = lag is not None and lag <= max_lag

@@ -5,7 +5,7 @@ import time
 from datetime import datetime
 
 from stock_pipeline.resources.alerts import AWS_ERRORS, AlertsResource
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 
 LIST_EVERY_SECONDS = 1.0
 
@@ -17,9 +17,9 @@ class LedgerError(Exception):
 class SentAlerts:
     def __init__(self, resource: AlertsResource | None = None):
         self._resource = resource or AlertsResource(
-            topic_name=setting("ALERTS_TOPIC"),
-            ledger_bucket=setting("LAKE_BUCKET"),
-            ledger_prefix=setting("LAKE_PREFIX"),
+            topic_name=get_settings().alerts_topic,
+            ledger_bucket=get_settings().lake_bucket,
+            ledger_prefix=get_settings().lake_prefix,
         )
         self._lock = threading.Lock()
         self._records: dict[str, dict] = {}

@@ -10,6 +10,7 @@ import pytest
 from stock_pipeline.defs.history.assets import daily_bars
 from stock_pipeline.resources.aws import LakeResource
 from stock_pipeline.resources.market_data import MarketDataResource
+from stock_pipeline.settings import get_settings
 
 SYMBOLS = ["AAPL", "MSFT", "NVDA"]
 
@@ -19,6 +20,7 @@ def history_env(provisioned, monkeypatch):
     """The emulator with its bucket, three symbols and the synthetic source."""
     monkeypatch.setenv("SYMBOLS", ",".join(SYMBOLS))
     monkeypatch.setenv("MARKET_DATA_SOURCE", "synthetic")
+    get_settings.cache_clear()
     return provisioned
 
 

@@ -10,6 +10,7 @@ import pytest
 from stock_pipeline.defs.history import assets
 from stock_pipeline.defs.history.assets import daily_bars, daily_bars_schedule, trading_days
 from stock_pipeline.resources.market_data import DAILY_BARS_COLUMNS, MarketDataResource
+from stock_pipeline.settings import get_settings
 from tests.history.conftest import SYMBOLS, lake_keys, materialize_days, read_bars
 
 # 30 days around Thanksgiving (Thursday 2025-11-27, an NYSE holiday).
@@ -53,6 +54,7 @@ def test_backfill_of_a_month_writes_each_trading_day_once(history_env, s3, monke
 
     # Re-materialising one partition replaces its file exactly, here with fewer symbols.
     monkeypatch.setenv("SYMBOLS", "MSFT")
+    get_settings.cache_clear()
     before = read_bars(s3, bucket, key("2025-12-01"))
     assert materialize_days("2025-12-02", "2025-12-02", instance).success
     rerun = read_bars(s3, bucket, key("2025-12-02"))

@@ -19,6 +19,7 @@ from stock_pipeline.resources.market_data import (
     history_start,
     trading_sessions,
 )
+from stock_pipeline.settings import get_settings
 
 FIELDS = ["Open", "High", "Low", "Close", "Adj Close", "Volume"]
 
@@ -288,10 +289,12 @@ def test_history_before_its_start_date_is_refused_with_the_variable_to_change(mo
         ("January 2000", "is not a date"),
     ]:
         monkeypatch.setenv("HISTORY_START_DATE", value)
+        get_settings.cache_clear()
         history_start.cache_clear()
         with pytest.raises(HistoryRangeError, match=message):
             history_start()
     monkeypatch.setenv("HISTORY_START_DATE", "1990-01-02")
+    get_settings.cache_clear()
     history_start.cache_clear()
     exchange_calendar.cache_clear()
     try:

@@ -28,6 +28,7 @@ import botocore.session
 import pytest
 
 from stock_pipeline import fault_proxy
+from stock_pipeline.settings import get_settings
 
 REGION, ACCOUNT = "us-east-1", "123456789012"  # the emulator's
 
@@ -215,6 +216,7 @@ def record(upstream: str) -> Iterator[Recorder]:
     try:
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("AWS_ENDPOINT_URL", server.url)
+            get_settings.cache_clear()
             patch.setattr(botocore.session, "get_session", recorded_session)
             patch.setattr(boto3, "DEFAULT_SESSION", None)  # the next boto3.client() is recorded
             yield recorder

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 from tests.history.conftest import materialize_days
 from tests.quality.conftest import session_ticks
 
@@ -31,12 +31,12 @@ def glue_type(arrow: pa.DataType) -> str:
 
 
 def first_object(s3, prefix: str) -> str:
-    listing = s3.list_objects_v2(Bucket=setting("LAKE_BUCKET"), Prefix=prefix)
+    listing = s3.list_objects_v2(Bucket=get_settings().lake_bucket, Prefix=prefix)
     return sorted(o["Key"] for o in listing["Contents"])[0]
 
 
 def assert_table_reads(table: dict, key: str, s3) -> None:
-    body = s3.get_object(Bucket=setting("LAKE_BUCKET"), Key=key)["Body"].read()
+    body = s3.get_object(Bucket=get_settings().lake_bucket, Key=key)["Body"].read()
     schema = pq.read_schema(io.BytesIO(body))
     columns = [(c["Name"], c["Type"]) for c in table["StorageDescriptor"]["Columns"]]
     assert columns == [(f.name, glue_type(f.type)) for f in schema]
@@ -59,7 +59,7 @@ def assert_table_reads(table: dict, key: str, s3) -> None:
     assert date.fromisoformat(start) <= parsed
     assert end == "NOW+1DAYS"  # late-evening UTC ticks land on tomorrow's dt
     location = params["storage.location.template"].replace("${dt}", day)
-    assert f"s3://{setting('LAKE_BUCKET')}/{key}".startswith(location)
+    assert f"s3://{get_settings().lake_bucket}/{key}".startswith(location)
     assert table["StorageDescriptor"]["Location"] == location.split("dt=")[0]
 
 
@@ -79,6 +79,7 @@ def test_ticks_table_matches_a_raw_ticks_file(glue, ingest_ticks, s3):
 
 def test_daily_bars_table_matches_a_daily_bars_file(glue, monkeypatch, s3):
     monkeypatch.setenv("SYMBOLS", "AAPL,MSFT")
+    get_settings.cache_clear()
     with dg.DagsterInstance.ephemeral() as instance:
         assert materialize_days("2026-11-18", "2026-11-20", instance).success
     assert_table_reads(glue("daily_bars"), first_object(s3, "raw/daily_bars/"), s3)

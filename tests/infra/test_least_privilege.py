@@ -27,7 +27,7 @@ from stock_pipeline.resources.aws import KinesisResource, LakeResource
 from stock_pipeline.resources.dbt_cli import DbtCli
 from stock_pipeline.resources.market_data import MarketDataResource
 from stock_pipeline.resources.metrics import MetricsResource
-from stock_pipeline.settings import setting, symbols
+from stock_pipeline.settings import get_settings
 from tests.helpers import StreamIngest
 from tests.infra.aws_calls import ACCOUNT, REGION, Call, list_call, record, s3_object
 from tests.quality.conftest import session_ticks
@@ -81,7 +81,7 @@ def single_grants(statement: dict) -> list[dict]:
 def stack(provisioned):
     """The deployed stack: each component's policy document, and the ARNs the stack owns."""
     cfn, iam = boto3.client("cloudformation"), boto3.client("iam")
-    (described,) = cfn.describe_stacks(StackName=setting("STACK_NAME"))["Stacks"]
+    (described,) = cfn.describe_stacks(StackName=get_settings().stack_name)["Stacks"]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in described["Outputs"]}
     policies = {}
     for component in COMPONENTS:
@@ -92,7 +92,7 @@ def stack(provisioned):
         policies[component] = json.loads(version) if isinstance(version, str) else version
     resources = {
         r["LogicalResourceId"]: r["PhysicalResourceId"]
-        for r in cfn.describe_stack_resources(StackName=setting("STACK_NAME"))["StackResources"]
+        for r in cfn.describe_stack_resources(StackName=get_settings().stack_name)["StackResources"]
         if "LogicalResourceId" in r
     }
     key_arn = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{resources['AlertsKey']}"
@@ -131,14 +131,14 @@ def land_and_build(instance: dg.DagsterInstance) -> None:
 
 def alerts_resource() -> AlertsResource:
     return AlertsResource(
-        topic_name=setting("ALERTS_TOPIC"),
-        ledger_bucket=setting("LAKE_BUCKET"),
-        ledger_prefix=setting("LAKE_PREFIX"),
+        topic_name=get_settings().alerts_topic,
+        ledger_bucket=get_settings().lake_bucket,
+        ledger_prefix=get_settings().lake_prefix,
     )
 
 
 def load_daily_bars(instance: dg.DagsterInstance) -> None:
-    lake = LakeResource(bucket=setting("LAKE_BUCKET"), prefix=setting("LAKE_PREFIX"))
+    lake = LakeResource(bucket=get_settings().lake_bucket, prefix=get_settings().lake_prefix)
     days = dg.materialize(
         [daily_bars],
         resources={"lake": lake, "market_data": MarketDataResource(source="synthetic")},
@@ -159,8 +159,8 @@ def maintain_and_watch(instance: dg.DagsterInstance) -> None:
         instance=instance,
     )
     assert maintained.success
-    metrics = MetricsResource(namespace=setting("METRICS_NAMESPACE"))
-    kinesis = KinesisResource(stream_name=setting("TICKS_STREAM"))
+    metrics = MetricsResource(namespace=get_settings().metrics_namespace)
+    kinesis = KinesisResource(stream_name=get_settings().ticks_stream)
     resources = {"alerts": alerts_resource(), "kinesis": kinesis, "metrics": metrics}
     latest_quotes_freshness_sensor(dg.build_sensor_context(instance=instance, resources=resources))
     failed = dg.materialize([broken_asset], instance=instance, raise_on_error=False)
@@ -202,26 +202,30 @@ def read_as_the_api_does() -> None:
 
 def ledger_sent(s3=None) -> list[str]:
     """The keys of the alert ledger's sent/ records."""
-    prefix = "/".join(p for p in (setting("LAKE_PREFIX").strip("/"), "alerts/sent/") if p)
+    prefix = "/".join(p for p in (get_settings().lake_prefix.strip("/"), "alerts/sent/") if p)
     listing = (s3 or boto3.client("s3")).list_objects_v2(
-        Bucket=setting("LAKE_BUCKET"), Prefix=prefix
+        Bucket=get_settings().lake_bucket, Prefix=prefix
     )
     return [obj["Key"] for obj in listing.get("Contents", [])]
 
 
 def test_each_component_is_allowed_exactly_what_it_calls(stack, moto_endpoint):
-    ticks = session_ticks(symbols()[:4], 20, 2.0, inject=("price_jump", "volume_spike"))
+    ticks = session_ticks(
+        get_settings().symbols[:4], 20, 2.0, inject=("price_jump", "volume_spike")
+    )
     wire = ticks.assign(ts=ticks["ts"].map(lambda t: t.isoformat())).to_dict("records")
     # Not a component: a bad record for the pipeline to quarantine, put before recording.
     boto3.client("kinesis").put_record(
-        StreamName=setting("TICKS_STREAM"), Data=b"not json", PartitionKey="AAPL"
+        StreamName=get_settings().ticks_stream, Data=b"not json", PartitionKey="AAPL"
     )
 
     first, second = wire[: len(wire) // 2], wire[len(wire) // 2 :]
     with record(moto_endpoint) as recorder, dg.DagsterInstance.ephemeral() as instance:
         for batch in (first, second):  # two batches: maintenance then has files to merge
             with recorder.stage("producer"):
-                KinesisProducer(boto3.client("kinesis"), setting("TICKS_STREAM")).put_ticks(batch)
+                KinesisProducer(boto3.client("kinesis"), get_settings().ticks_stream).put_ticks(
+                    batch
+                )
             with recorder.stage("pipeline"):
                 if batch is first:
                     load_daily_bars(instance)
@@ -235,10 +239,10 @@ def test_each_component_is_allowed_exactly_what_it_calls(stack, moto_endpoint):
     assert ledger_sent(), "the checks sent alerts"
     # The server's own calls, seen by the proxy (botocore's hooks see only this process): the
     # ledger listed and read, and the warehouse's data files read by DuckDB.
-    reader, lake = recorder.calls["reader"], setting("LAKE_BUCKET")
-    assert list_call(lake, f"{setting('LAKE_PREFIX')}alerts/sent/") in reader
+    reader, lake = recorder.calls["reader"], get_settings().lake_bucket
+    assert list_call(lake, f"{get_settings().lake_prefix}alerts/sent/") in reader
     for folder in ("alerts/sent/", "warehouse/"):
-        objects = s3_object(lake, f"{setting('LAKE_PREFIX')}{folder}")
+        objects = s3_object(lake, f"{get_settings().lake_prefix}{folder}")
         assert any(c.action == "s3:GetObject" and c.resource.startswith(objects) for c in reader)
 
     for component in COMPONENTS:

@@ -10,7 +10,7 @@ from stock_pipeline.provision import load_template
 from stock_pipeline.resources.alerts import AlertsResource
 from stock_pipeline.resources.aws import KinesisResource
 from stock_pipeline.resources.metrics import METRICS, MetricsResource
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 from tests.helpers import StreamIngest
 from tests.quality.conftest import session_ticks
 from tests.quality.test_alerts import dead_endpoint
@@ -20,7 +20,7 @@ def published(name: str) -> list[dict]:
     """Every datapoint of metric `name` in the pipeline's namespace, oldest first."""
     now = datetime.now(UTC)
     points = boto3.client("cloudwatch").get_metric_statistics(
-        Namespace=setting("METRICS_NAMESPACE"),
+        Namespace=get_settings().metrics_namespace,
         MetricName=name,
         StartTime=now - timedelta(hours=1),
         EndTime=now + timedelta(hours=1),
@@ -47,7 +47,7 @@ def test_each_micro_batch_publishes_records_read_written_quarantined_and_lag(ing
     assert total("RecordsQuarantined") == 2
     samples = sum(p["SampleCount"] for p in published("MillisBehindLatest"))
     assert samples == len(ingest_ticks.run_configs)  # one lag figure per micro-batch
-    listed = boto3.client("cloudwatch").list_metrics(Namespace=setting("METRICS_NAMESPACE"))
+    listed = boto3.client("cloudwatch").list_metrics(Namespace=get_settings().metrics_namespace)
     names = {m["MetricName"] for m in listed["Metrics"]}
     assert names == {"RecordsRead", "RecordsWritten", "RecordsQuarantined", "MillisBehindLatest"}
 
@@ -55,7 +55,7 @@ def test_each_micro_batch_publishes_records_read_written_quarantined_and_lag(ing
 def test_a_cloudwatch_outage_is_logged_and_never_fails_the_batch(provisioned, s3, caplog):
     ingest = StreamIngest()
     ingest.resources["metrics"] = MetricsResource(
-        namespace=setting("METRICS_NAMESPACE"), endpoint_url=dead_endpoint()
+        namespace=get_settings().metrics_namespace, endpoint_url=dead_endpoint()
     )
     ingest(wire(50))  # StreamIngest.run asserts each run succeeded
 
@@ -66,17 +66,17 @@ def test_a_cloudwatch_outage_is_logged_and_never_fails_the_batch(provisioned, s3
     assert metadata["metrics_published"].value is False
     assert metadata["records_written"].value == 50
     assert "not published to CloudWatch" in caplog.text
-    listing = s3.list_objects_v2(Bucket=setting("LAKE_BUCKET"), Prefix="raw/ticks/")
+    listing = s3.list_objects_v2(Bucket=get_settings().lake_bucket, Prefix="raw/ticks/")
     assert listing["KeyCount"] > 0  # the ticks landed all the same
 
 
 def test_freshness_sensor_publishes_the_age_of_latest_quotes(provisioned):
     resources = {
         "alerts": AlertsResource(
-            topic_name=setting("ALERTS_TOPIC"), ledger_bucket=setting("LAKE_BUCKET")
+            topic_name=get_settings().alerts_topic, ledger_bucket=get_settings().lake_bucket
         ),
-        "kinesis": KinesisResource(stream_name=setting("TICKS_STREAM")),
-        "metrics": MetricsResource(namespace=setting("METRICS_NAMESPACE")),
+        "kinesis": KinesisResource(stream_name=get_settings().ticks_stream),
+        "metrics": MetricsResource(namespace=get_settings().metrics_namespace),
     }
     with dg.DagsterInstance.ephemeral() as instance:
         instance.report_runless_asset_event(dg.AssetMaterialization("latest_quotes"))
@@ -99,7 +99,7 @@ def test_the_alarms_read_exactly_the_metrics_published(provisioned):
     deployed = boto3.client("cloudwatch").describe_alarms()["MetricAlarms"]
     assert sorted(a["MetricName"] for a in deployed) == ["LatestQuotesAgeSeconds", "RunsFailed"]
     for alarm in deployed:
-        assert alarm["Namespace"] == setting("METRICS_NAMESPACE")
+        assert alarm["Namespace"] == get_settings().metrics_namespace
         assert alarm["AlarmActions"] == [topic_arn]
     freshness = next(a for a in deployed if a["MetricName"] == "LatestQuotesAgeSeconds")
-    assert freshness["Threshold"] == float(setting("LATEST_QUOTES_MAX_AGE_MINUTES")) * 60
+    assert freshness["Threshold"] == float(get_settings().latest_quotes_max_age_minutes) * 60

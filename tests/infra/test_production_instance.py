@@ -12,7 +12,7 @@ import pytest
 
 from stock_pipeline.defs.ingest.sensors import kinesis_ticks_sensor
 from stock_pipeline.resources import warehouse
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 from tests.postgres import require_postgres
 from tests.quality.conftest import session_ticks
 
@@ -38,6 +38,7 @@ def production_instance(provisioned, postgres_database, tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("DAGSTER_PG_URL", libpq_url(postgres_database))
     monkeypatch.setenv("WAREHOUSE_CATALOG", f"postgres:{postgres_database}")
+    get_settings.cache_clear()
     with dg.DagsterInstance.get() as instance:
         yield instance
 
@@ -68,7 +69,7 @@ def test_a_micro_batch_end_to_end_on_postgres(production_instance, postgres_data
     instance = production_instance
     ticks = session_ticks(["AAPL", "MSFT", "NVDA"], 10, 2.0)
     wire = ticks.assign(ts=ticks["ts"].map(lambda t: t.isoformat())).to_dict("records")
-    KinesisProducer(kinesis, setting("TICKS_STREAM")).put_ticks(wire)
+    KinesisProducer(kinesis, get_settings().ticks_stream).put_ticks(wire)
 
     context = dg.build_sensor_context(instance=instance, resources=dict(defs.resources))
     (request,) = kinesis_ticks_sensor(context).run_requests

@@ -11,17 +11,17 @@ import pyarrow.parquet as pq
 from stock_pipeline.defs.ingest import compaction
 from stock_pipeline.defs.ingest.compaction import raw_ticks_compaction
 from stock_pipeline.producer.synthetic import SyntheticMarket
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 
 
 def lake_files() -> dict[str, int]:
     s3 = boto3.client("s3")
-    listed = s3.list_objects_v2(Bucket=setting("LAKE_BUCKET"), Prefix="raw/ticks/")
+    listed = s3.list_objects_v2(Bucket=get_settings().lake_bucket, Prefix="raw/ticks/")
     return {o["Key"]: o["Size"] for o in listed.get("Contents", [])}
 
 
 def lake_records() -> Counter:
-    s3, bucket = boto3.client("s3"), setting("LAKE_BUCKET")
+    s3, bucket = boto3.client("s3"), get_settings().lake_bucket
     rows: Counter = Counter()
     for key in lake_files():
         table = pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
@@ -77,7 +77,7 @@ def test_closed_days_compact_to_one_file_per_shard_day_keeping_every_record_once
 
     # A crash between the write and the deletes leaves an original beside the merged file: the
     # next run merges them again and still keeps each record once.
-    s3, bucket = boto3.client("s3"), setting("LAKE_BUCKET")
+    s3, bucket = boto3.client("s3"), get_settings().lake_bucket
     original = next(iter(closed))
     merged = next(k for k in compacted if k.startswith(original.rsplit("/", 1)[0]))
     s3.put_object(

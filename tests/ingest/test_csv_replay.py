@@ -11,7 +11,7 @@ import pytest
 from stock_pipeline.csv_files import UnreadableCsvError
 from stock_pipeline.producer.sources import csv_ticks
 from stock_pipeline.resources.warehouse import attach_lake
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 
 # Every time form at once, with a byte-order mark and CRLF line ends, as Excel saves it.
 TICKS_CSV = (
@@ -47,7 +47,7 @@ def test_every_time_form_bom_and_crlf_land_in_the_lake(ingest_ticks, tmp_path):
     ingest_ticks.drain()
 
     con = attach_lake(duckdb.connect())
-    glob = f"s3://{setting('LAKE_BUCKET')}/raw/ticks/dt=*/shard=*/*.parquet"
+    glob = f"s3://{get_settings().lake_bucket}/raw/ticks/dt=*/shard=*/*.parquet"
     landed = con.execute(
         "select symbol, ts, price, volume, bid, ask from read_parquet(?) order by ts, symbol",
         [glob],

@@ -6,6 +6,7 @@ import pyarrow as pa
 
 from stock_pipeline.defs.ingest.decode import decode_records
 from stock_pipeline.producer.synthetic import SyntheticMarket
+from stock_pipeline.settings import get_settings
 from stock_pipeline.wire import encode_tick
 
 
@@ -73,5 +74,6 @@ def test_event_time_beyond_the_allowed_skew_after_arrival_is_quarantined(monkeyp
 
     # The bound follows MAX_FUTURE_SKEW_SECONDS, or the argument when given.
     monkeypatch.setenv("MAX_FUTURE_SKEW_SECONDS", "86400")
+    get_settings.cache_clear()
     assert decode_records(data, meta_for(len(data)))[1].num_rows == 0
     assert decode_records(data, meta_for(len(data)), max_future_skew_seconds=0)[0].num_rows == 1

@@ -12,14 +12,14 @@ from dagster._core.utils import make_new_run_id
 from stock_pipeline.defs.ingest.sensors import IN_FLIGHT, MAX_IN_FLIGHT
 from stock_pipeline.producer.synthetic import SyntheticMarket
 from stock_pipeline.resources.warehouse import attach_lake
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 
 START = datetime(2024, 3, 5, 14, 30, tzinfo=UTC)
 
 
 def lake_ticks() -> list[tuple]:
     con = attach_lake(duckdb.connect())
-    glob = f"s3://{setting('LAKE_BUCKET')}/raw/ticks/dt=*/shard=*/*.parquet"
+    glob = f"s3://{get_settings().lake_bucket}/raw/ticks/dt=*/shard=*/*.parquet"
     return con.execute(
         "select event_id, shard_id, sequence_number, dt::varchar, shard from read_parquet(?, "
         "hive_partitioning = true)",
@@ -29,7 +29,7 @@ def lake_ticks() -> list[tuple]:
 
 def lake_keys() -> set[str]:
     s3 = boto3.client("s3")
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=setting("LAKE_BUCKET"))
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=get_settings().lake_bucket)
     return {o["Key"] for page in pages for o in page.get("Contents", [])}
 
 
@@ -62,6 +62,7 @@ def test_runs_are_bounded_and_cursor_advances_only_past_handed_ranges(
     ingest_ticks, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setenv("KINESIS_MAX_RECORDS_PER_RUN", "600")
+    get_settings.cache_clear()
     ticks = list(SyntheticMarket(["AAPL", "MSFT", "NVDA", "JPM"], start=START).ticks(count=3000))
     ingest_ticks.put(ticks)
 

@@ -11,7 +11,7 @@ import pytest
 
 from stock_pipeline import fault_proxy
 from stock_pipeline.producer.synthetic import SyntheticMarket
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 from tests.helpers import StreamIngest
 
 
@@ -19,6 +19,7 @@ from tests.helpers import StreamIngest
 def faulty(provisioned, moto_endpoint, monkeypatch):
     proxy = fault_proxy.start(moto_endpoint, s3_error_rate=0.2, kinesis_throttle_rate=0.2, seed=7)
     monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    get_settings.cache_clear()
     yield proxy
     proxy.shutdown()
 
@@ -36,7 +37,7 @@ def test_runs_retry_through_faults_and_lose_or_double_nothing(faulty, moto_endpo
     assert faulty.counts.s3_faults > 0 and faulty.counts.kinesis_throttles > 0
     # Read the lake from the emulator itself, past the proxy.
     s3 = boto3.client("s3", endpoint_url=moto_endpoint)
-    bucket = setting("LAKE_BUCKET")
+    bucket = get_settings().lake_bucket
     records = []
     for obj in s3.list_objects_v2(Bucket=bucket, Prefix="raw/ticks/")["Contents"]:
         body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()

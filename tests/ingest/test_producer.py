@@ -13,7 +13,7 @@ from stock_pipeline.producer.kinesis import (
     batch_entries,
 )
 from stock_pipeline.producer.synthetic import SyntheticMarket
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 
 
 class RejectingKinesis:
@@ -47,9 +47,9 @@ class RejectingKinesis:
 
 def stream_event_ids(client) -> list[str]:
     ids = []
-    for shard in list_shards(client, setting("TICKS_STREAM")):
+    for shard in list_shards(client, get_settings().ticks_stream):
         iterator = client.get_shard_iterator(
-            StreamName=setting("TICKS_STREAM"),
+            StreamName=get_settings().ticks_stream,
             ShardId=shard.shard_id,
             ShardIteratorType="TRIM_HORIZON",
         )["ShardIterator"]
@@ -65,7 +65,7 @@ def stream_event_ids(client) -> list[str]:
 def test_partial_failure_resends_only_failed_entries(provisioned):
     client = boto3.client("kinesis")
     rejecting = RejectingKinesis(client)
-    producer = KinesisProducer(rejecting, setting("TICKS_STREAM"), sleep=lambda _: None)
+    producer = KinesisProducer(rejecting, get_settings().ticks_stream, sleep=lambda _: None)
     ticks = list(
         SyntheticMarket(["AAPL", "MSFT"], start=datetime(2024, 3, 5, tzinfo=UTC)).ticks(count=90)
     )
@@ -93,7 +93,7 @@ def test_batches_respect_service_limits():
 
 def test_calls_in_flight_at_once_put_every_tick_once(provisioned):
     client = boto3.client("kinesis")
-    producer = KinesisProducer(client, setting("TICKS_STREAM"), max_in_flight=4)
+    producer = KinesisProducer(client, get_settings().ticks_stream, max_in_flight=4)
     ticks = list(
         SyntheticMarket(["AAPL", "MSFT"], start=datetime(2024, 3, 5, tzinfo=UTC)).ticks(count=3000)
     )

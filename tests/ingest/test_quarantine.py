@@ -10,7 +10,7 @@ import duckdb
 
 from stock_pipeline.producer.synthetic import SyntheticMarket
 from stock_pipeline.resources.warehouse import attach_lake
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 from stock_pipeline.wire import encode_tick
 
 GOOD = {
@@ -62,7 +62,7 @@ MALFORMED = [
 
 def read_quarantine() -> list[dict]:
     s3 = boto3.client("s3")
-    bucket = setting("LAKE_BUCKET")
+    bucket = get_settings().lake_bucket
     keys = [
         o["Key"]
         for o in s3.list_objects_v2(Bucket=bucket, Prefix="quarantine/ticks/").get("Contents", [])
@@ -88,7 +88,7 @@ def test_malformed_records_are_quarantined_with_their_reason(ingest_ticks):
     ingest_ticks.drain()
 
     con = attach_lake(duckdb.connect())
-    glob = f"s3://{setting('LAKE_BUCKET')}/raw/ticks/dt=*/shard=*/*.parquet"
+    glob = f"s3://{get_settings().lake_bucket}/raw/ticks/dt=*/shard=*/*.parquet"
     landed = dict(con.execute("select event_id, ts from read_parquet(?)", [glob]).fetchall())
     assert set(landed) == {t["event_id"] for t in good}
     assert landed["offset-ok"] == datetime(2024, 3, 5, 15, tzinfo=UTC)  # offset honoured

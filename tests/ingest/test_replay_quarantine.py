@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 
 from stock_pipeline.resources.warehouse import attach_lake
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 from tests.ingest.test_quarantine import read_quarantine, tick_bytes
 
 
@@ -24,7 +24,7 @@ def replay(*args: str) -> list[str]:
 
 def lake_ticks() -> list[tuple[str, float]]:
     con = attach_lake(duckdb.connect())
-    glob = f"s3://{setting('LAKE_BUCKET')}/raw/ticks/dt=*/shard=*/*.parquet"
+    glob = f"s3://{get_settings().lake_bucket}/raw/ticks/dt=*/shard=*/*.parquet"
     return con.execute("select event_id, price from read_parquet(?) order by 1", [glob]).fetchall()
 
 
@@ -47,7 +47,7 @@ def test_fixed_rule_lets_replayed_ticks_in_once_with_their_event_ids(ingest_tick
         f"{'bad_symbol':40} {1:>10}",
         f"{'future_timestamp':40} {2:>10}",
         f"{'not_json':40} {1:>10}",
-        f"would put 4 quarantined records back on {setting('TICKS_STREAM')}",
+        f"would put 4 quarantined records back on {get_settings().ticks_stream}",
     ]
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
     assert replay("--since", tomorrow, "--dry-run")[-1].startswith("would put 0 ")
@@ -55,6 +55,7 @@ def test_fixed_rule_lets_replayed_ticks_in_once_with_their_event_ids(ingest_tick
 
     # The skew rule is widened (the "fix"); only that reason is replayed, twice over.
     monkeypatch.setenv("MAX_FUTURE_SKEW_SECONDS", str(4 * 3600))
+    get_settings.cache_clear()
     for _ in range(2):
         assert replay("--reason", "future_timestamp")[-1].startswith("put 2 ")
     ingest_ticks.drain()

@@ -9,7 +9,7 @@ from moto.kinesis.models import Stream
 
 from stock_pipeline.producer.synthetic import SyntheticMarket
 from stock_pipeline.resources.warehouse import attach_lake
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def aws_resharding(monkeypatch: pytest.MonkeyPatch):
 
 def lake_event_ids() -> list[str]:
     con = attach_lake(duckdb.connect())
-    glob = f"s3://{setting('LAKE_BUCKET')}/raw/ticks/dt=*/shard=*/*.parquet"
+    glob = f"s3://{get_settings().lake_bucket}/raw/ticks/dt=*/shard=*/*.parquet"
     rows = con.execute(
         "select event_id, shard_id, sequence_number from read_parquet(?)", [glob]
     ).fetchall()
@@ -54,7 +54,7 @@ def lake_event_ids() -> list[str]:
 
 def test_split_shard_mid_stream(ingest_ticks, aws_resharding):
     kinesis = boto3.client("kinesis")
-    stream = setting("TICKS_STREAM")
+    stream = get_settings().ticks_stream
     market = SyntheticMarket(
         ["AAPL", "MSFT", "NVDA", "JPM", "XOM", "KO"], start=datetime(2024, 3, 5, 15, tzinfo=UTC)
     )

@@ -8,12 +8,12 @@ import duckdb
 
 from stock_pipeline.producer.synthetic import SyntheticMarket
 from stock_pipeline.resources.warehouse import attach_lake
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 
 
 def lake_event_ids() -> list[str]:
     con = attach_lake(duckdb.connect())
-    glob = f"s3://{setting('LAKE_BUCKET')}/raw/ticks/dt=*/shard=*/*.parquet"
+    glob = f"s3://{get_settings().lake_bucket}/raw/ticks/dt=*/shard=*/*.parquet"
     return [
         row[0] for row in con.execute("select event_id from read_parquet(?)", [glob]).fetchall()
     ]
@@ -21,7 +21,7 @@ def lake_event_ids() -> list[str]:
 
 def test_recreated_stream_is_read_from_trim_horizon(ingest_ticks):
     kinesis = boto3.client("kinesis")
-    stream = setting("TICKS_STREAM")
+    stream = get_settings().ticks_stream
     ticks = list(
         SyntheticMarket(["AAPL", "MSFT"], start=datetime(2024, 3, 5, 15, tzinfo=UTC)).ticks(200)
     )

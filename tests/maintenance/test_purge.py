@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from stock_pipeline.defs.maintenance.purge import dagster_state_purge_job
+from stock_pipeline.settings import get_settings
 
 days = dg.DailyPartitionsDefinition(start_date="2025-12-01")
 
@@ -34,6 +35,7 @@ def test_purge_deletes_old_runs_and_their_files_but_not_partition_history(tmp_pa
         time.sleep(1.1)  # the cut-off is by update time; nothing may be newer than retention
 
         monkeypatch.setenv("DAGSTER_RETENTION_HOURS", "0")
+        get_settings.cache_clear()
         purge = dagster_state_purge_job.execute_in_process(instance=instance)
 
         assert purge.success
@@ -48,5 +50,6 @@ def test_purge_deletes_old_runs_and_their_files_but_not_partition_history(tmp_pa
 
         # A retention longer than the runs' age keeps them.
         monkeypatch.setenv("DAGSTER_RETENTION_HOURS", "24")
+        get_settings.cache_clear()
         assert dagster_state_purge_job.execute_in_process(instance=instance).success
         assert len(instance.get_runs()) == 3

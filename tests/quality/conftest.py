@@ -15,7 +15,7 @@ import pytest
 from stock_pipeline.producer.synthetic import SyntheticMarket
 from stock_pipeline.resources.alerts import AlertsResource, follow_alerts
 from stock_pipeline.resources.metrics import MetricsResource
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 
 SESSION_OPEN = datetime(2026, 11, 20, 14, 30, tzinfo=UTC)
 
@@ -68,22 +68,24 @@ def read_bars(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 def received_alerts() -> list[str]:
     """Drain the local SQS queue subscribed to the topic: the alerts' JSON, one per message."""
     out = StringIO()
-    follow_alerts(setting("ALERTS_QUEUE"), as_json=True, out=out, max_messages=1000, wait_seconds=0)
+    follow_alerts(
+        get_settings().alerts_queue, as_json=True, out=out, max_messages=1000, wait_seconds=0
+    )
     return out.getvalue().splitlines()
 
 
 @pytest.fixture
 def alerts_resource(provisioned) -> AlertsResource:
     return AlertsResource(
-        topic_name=setting("ALERTS_TOPIC"),
-        ledger_bucket=setting("LAKE_BUCKET"),
-        ledger_prefix=setting("LAKE_PREFIX"),
+        topic_name=get_settings().alerts_topic,
+        ledger_bucket=get_settings().lake_bucket,
+        ledger_prefix=get_settings().lake_prefix,
     )
 
 
 @pytest.fixture
 def metrics(provisioned) -> MetricsResource:
-    return MetricsResource(namespace=setting("METRICS_NAMESPACE"))
+    return MetricsResource(namespace=get_settings().metrics_namespace)
 
 
 @pytest.fixture
@@ -93,7 +95,7 @@ def ledger(provisioned):
 
     def ids(state: str) -> set[str]:
         prefix = f"alerts/{state}/"
-        listing = s3.list_objects_v2(Bucket=setting("LAKE_BUCKET"), Prefix=prefix)
+        listing = s3.list_objects_v2(Bucket=get_settings().lake_bucket, Prefix=prefix)
         return {obj["Key"][len(prefix) : -len(".json")] for obj in listing.get("Contents", [])}
 
     return ids

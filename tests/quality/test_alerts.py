@@ -12,7 +12,7 @@ import pytest
 from stock_pipeline.defs.quality.checks import minute_bars_anomaly_checks
 from stock_pipeline.resources.alerts import AlertsResource, follow_alerts
 from stock_pipeline.resources.warehouse import writer
-from stock_pipeline.settings import symbols
+from stock_pipeline.settings import get_settings
 from tests.quality.conftest import SESSION_OPEN, received_alerts, session_ticks, write_minute_bars
 
 FAULTS = ("price_jump", "volume_spike", "stale")
@@ -56,7 +56,7 @@ def check_results(result) -> dict[str, dg.AssetCheckEvaluation]:
 
 @pytest.fixture(scope="module")
 def faulty_ticks():
-    return session_ticks(symbols()[:5], 40, 2.0, inject=FAULTS)
+    return session_ticks(get_settings().symbols[:5], 40, 2.0, inject=FAULTS)
 
 
 def test_each_kind_detected_once(alerts_resource, faulty_ticks):
@@ -117,7 +117,7 @@ def test_sns_message_attributes_allow_filtering(alerts_resource, faulty_ticks):
 
 def test_no_false_alarms_on_a_normal_trading_day(alerts_resource):
     """20 symbols, a full 390-minute session, default thresholds: nothing to report."""
-    ticks = session_ticks(symbols(), 390, 3.0, seed=11)
+    ticks = session_ticks(get_settings().symbols, 390, 3.0, seed=11)
     assert ticks["symbol"].nunique() == 20
     result = run_checks(alerts_resource, minute_bars_stand_in(ticks))
     assert all(c.passed for c in check_results(result).values())

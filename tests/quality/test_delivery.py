@@ -8,7 +8,7 @@ import boto3
 
 from stock_pipeline.resources import alerts as alerts_module
 from stock_pipeline.resources.alerts import Alert, follow_alerts
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 from tests.quality.conftest import received_alerts
 from tests.sample_alerts import anomaly_alert
 
@@ -34,7 +34,7 @@ def test_a_claim_left_by_a_crashed_delivery_is_taken_over_after_its_timeout(
 ):
     s3 = boto3.client("s3")
     s3.put_object(
-        Bucket=setting("LAKE_BUCKET"),
+        Bucket=get_settings().lake_bucket,
         Key="alerts/claims/price_jump:AAPL:2026-11-20T14:40Z.json",
         Body=b"",
     )
@@ -50,7 +50,9 @@ def test_a_claim_left_by_a_crashed_delivery_is_taken_over_after_its_timeout(
 def test_follow_alerts_prints_one_line_per_alert_and_deletes_it(alerts_resource):
     alerts_resource.publish([price_jump("AAPL")])
     out = StringIO()
-    assert follow_alerts(setting("ALERTS_QUEUE"), False, out, max_messages=5, wait_seconds=0) == 1
+    assert (
+        follow_alerts(get_settings().alerts_queue, False, out, max_messages=5, wait_seconds=0) == 1
+    )
     assert out.getvalue() == (
         "2026-11-20T14:40:00Z WARN  price_jump        AAPL   value=35.79 threshold=10 "
         "asset=minute_bars\n"
@@ -60,7 +62,7 @@ def test_follow_alerts_prints_one_line_per_alert_and_deletes_it(alerts_resource)
 
 def test_peek_prints_the_waiting_alerts_and_leaves_them_queued(alerts_resource):
     alerts_resource.publish([price_jump(symbol) for symbol in ("AAPL", "MSFT", "NVDA")])
-    queue = setting("ALERTS_QUEUE")
+    queue = get_settings().alerts_queue
     peeked, again = StringIO(), StringIO()
     assert follow_alerts(queue, False, peeked, wait_seconds=0, peek=True) == 3
     assert follow_alerts(queue, False, again, wait_seconds=0, peek=True) == 3

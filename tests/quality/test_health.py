@@ -13,7 +13,7 @@ from stock_pipeline.defs.quality.health import (
 )
 from stock_pipeline.resources.alerts import AlertsResource
 from stock_pipeline.resources.aws import KinesisResource
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 from tests.quality.conftest import received_alerts
 
 
@@ -71,7 +71,9 @@ def test_a_failed_run_alerts_even_with_the_ledger_unreachable(provisioned, ledge
             dagster_instance=instance,
             dagster_run=instance.get_run_by_id(result.run_id),
             resources={
-                "alerts": AlertsResource(topic_name=setting("ALERTS_TOPIC"), ledger_bucket="gone"),
+                "alerts": AlertsResource(
+                    topic_name=get_settings().alerts_topic, ledger_bucket="gone"
+                ),
                 "metrics": metrics,
             },
         ).for_run_failure()
@@ -108,9 +110,10 @@ def test_a_failed_run_that_dagster_will_retry_sends_no_alert(alerts_resource, le
 def freshness(provisioned, alerts_resource, metrics, monkeypatch):
     """Evaluate the freshness sensor against an instance, with a bound of one second."""
     monkeypatch.setenv("LATEST_QUOTES_MAX_AGE_MINUTES", str(1 / 60))
+    get_settings.cache_clear()
     resources = {
         "alerts": alerts_resource,
-        "kinesis": KinesisResource(stream_name=setting("TICKS_STREAM")),
+        "kinesis": KinesisResource(stream_name=get_settings().ticks_stream),
         "metrics": metrics,
     }
     with dg.DagsterInstance.ephemeral() as instance:
@@ -123,7 +126,7 @@ def freshness(provisioned, alerts_resource, metrics, monkeypatch):
 
 
 def put_tick(kinesis) -> None:
-    kinesis.put_record(StreamName=setting("TICKS_STREAM"), Data=b"{}", PartitionKey="AAPL")
+    kinesis.put_record(StreamName=get_settings().ticks_stream, Data=b"{}", PartitionKey="AAPL")
 
 
 def test_freshness_breach_alerts_once_only_while_the_producer_is_live(freshness, kinesis):

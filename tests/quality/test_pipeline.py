@@ -8,12 +8,14 @@ from stock_pipeline.defs.quality.checks import minute_bars_anomaly_checks
 from stock_pipeline.defs.transform.assets import dbt_project, tick_models
 from stock_pipeline.resources.dbt_cli import DbtCli
 from stock_pipeline.resources.warehouse import connect
-from stock_pipeline.settings import symbols
+from stock_pipeline.settings import get_settings
 from tests.quality.conftest import received_alerts, session_ticks
 
 
 def test_injected_faults_reach_the_queue_once_through_the_real_marts(alerts_resource, ingest_ticks):
-    ticks = session_ticks(symbols()[:4], 30, 2.0, inject=("price_jump", "volume_spike", "stale"))
+    ticks = session_ticks(
+        get_settings().symbols[:4], 30, 2.0, inject=("price_jump", "volume_spike", "stale")
+    )
     ingest_ticks(ticks.assign(ts=ticks["ts"].map(lambda t: t.isoformat())).to_dict("records"))
 
     result = dg.materialize(
@@ -43,7 +45,7 @@ def test_injected_faults_reach_the_queue_once_through_the_real_marts(alerts_reso
 
 def test_a_bad_print_blocks_the_marts_and_alerts_once(alerts_resource, ingest_ticks, monkeypatch):
     """Marts stop at a bad print, the check alerts once; unblocked, they catch up on every tick."""
-    ticks = session_ticks(symbols()[:3], 30, 2.0)
+    ticks = session_ticks(get_settings().symbols[:3], 30, 2.0)
     bad = ticks.index[ticks["symbol"] == "MSFT"][600]  # in the second third of the session
     ticks.loc[bad, "price"] = round(ticks.loc[bad, "price"] * 5, 2)  # a fat-finger print
     wire = ticks.assign(ts=ticks["ts"].map(lambda t: t.isoformat()))
@@ -85,6 +87,7 @@ def test_a_bad_print_blocks_the_marts_and_alerts_once(alerts_resource, ingest_ti
 
     # Judged a real move after all: a wider range, set as the deployment would, unblocks them.
     monkeypatch.setenv("ANOMALY_PLAUSIBLE_PRICE_RATIO", "10")
+    get_settings.cache_clear()
     unblocked = build({"plausible_price_ratio": 10.0})
     assert all(e.passed for e in unblocked.get_asset_check_evaluations())
     assert marts <= materialized(unblocked)

@@ -22,7 +22,7 @@ from stock_pipeline.producer.synthetic import SyntheticMarket
 from stock_pipeline.provision import provision
 from stock_pipeline.resources.alerts import Alert, AlertsResource
 from stock_pipeline.resources.warehouse import connect
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 from tests.conftest import _free_port, clean_pipeline_env
 from tests.helpers import StreamIngest
 from tests.history.conftest import materialize_days
@@ -74,7 +74,7 @@ class Market:
         self.ingest = StreamIngest()
         self.warehouse = Warehouse(self.ingest.instance)
         self.alerts = AlertsResource(
-            topic_name=setting("ALERTS_TOPIC"), ledger_bucket=setting("LAKE_BUCKET")
+            topic_name=get_settings().alerts_topic, ledger_bucket=get_settings().lake_bucket
         )
 
     def add_ticks(self, ticks: list[dict]) -> None:
@@ -91,6 +91,7 @@ def market(moto_endpoint, tmp_path_factory) -> Iterator[Market]:
     with pytest.MonkeyPatch.context() as patch:
         clean_pipeline_env(moto_endpoint, patch, tmp_path_factory.mktemp("market"))
         patch.setenv("SYMBOLS", ",".join(SYMBOLS))
+        get_settings.cache_clear()
         provision(shard_count=2, wait=True)
         yield Market()
 

@@ -14,7 +14,7 @@ import pytest
 from stock_pipeline import cli
 from stock_pipeline.exclusions import PREFIX, write
 from stock_pipeline.producer.synthetic import SyntheticMarket
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 from tests.transform.test_marts import assert_full_refresh_gives_the_same_marts, assert_marts_match
 
 SYMBOLS = ["AAA", "BBB", "CCC"]
@@ -51,8 +51,8 @@ def market() -> dict:
 
 
 def exclusion_objects() -> list[str]:
-    prefix = "/".join(p for p in (setting("LAKE_PREFIX").strip("/"), PREFIX + "/") if p)
-    listing = boto3.client("s3").list_objects_v2(Bucket=setting("LAKE_BUCKET"), Prefix=prefix)
+    prefix = "/".join(p for p in (get_settings().lake_prefix.strip("/"), PREFIX + "/") if p)
+    listing = boto3.client("s3").list_objects_v2(Bucket=get_settings().lake_bucket, Prefix=prefix)
     return [obj["Key"] for obj in listing.get("Contents", [])]
 
 

@@ -11,7 +11,7 @@ from moto.s3.models import s3_backends
 
 from stock_pipeline.producer.synthetic import SyntheticMarket
 from stock_pipeline.resources.warehouse import attach_lake
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 from tests.transform import reference
 
 SYMBOLS = ["AAA", "BBB", "CCC"]
@@ -77,6 +77,7 @@ def catalog(request, monkeypatch) -> str:
     if request.param == "postgres":
         database = request.getfixturevalue("postgres_database")
         monkeypatch.setenv("WAREHOUSE_CATALOG", f"postgres:{database}")
+        get_settings.cache_clear()
     return request.param
 
 
@@ -148,7 +149,7 @@ def test_incremental_runs_read_only_the_objects_landed_since_the_last_build(
     warehouse.build()
     # Every object loaded so far now holds garbage: an incremental run that opened one would
     # fail. The emulator runs in this process.
-    bucket = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].buckets[setting("LAKE_BUCKET")]
+    bucket = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].buckets[get_settings().lake_bucket]
     loaded = {name: key for name, key in bucket.keys.items() if name.startswith("raw/ticks/")}
     assert loaded
     for key in loaded.values():
@@ -179,7 +180,7 @@ def lake_tick_counts() -> tuple[int, int]:
     """Rows and distinct event_ids in the lake's raw/ticks."""
     with duckdb.connect() as con:
         attach_lake(con)
-        glob = f"s3://{setting('LAKE_BUCKET')}/raw/ticks/dt=*/shard=*/*.parquet"
+        glob = f"s3://{get_settings().lake_bucket}/raw/ticks/dt=*/shard=*/*.parquet"
         return con.execute(
             "select count(*), count(distinct event_id) from read_parquet(?)", [glob]
         ).fetchone()

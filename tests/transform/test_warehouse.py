@@ -25,6 +25,7 @@ from stock_pipeline.resources.warehouse import (
     published_snapshot,
     writer,
 )
+from stock_pipeline.settings import get_settings
 from tests.transform.test_marts import KEYS, _sorted
 
 SYMBOLS = ["AAA", "BBB"]
@@ -252,9 +253,11 @@ def test_mart_columns_have_the_types_and_constraints_their_yml_documents(ingest_
 
 def test_a_catalog_that_cannot_be_opened_is_named_in_one_line(aws_env, monkeypatch):
     monkeypatch.setenv("WAREHOUSE_CATALOG", "duckdb:warehouse.db")
+    get_settings.cache_clear()
     with pytest.raises(WarehouseError, match=r"^WAREHOUSE_CATALOG='duckdb:warehouse.db' is not"):
         connect()
     monkeypatch.setenv("WAREHOUSE_CATALOG", "postgres:host=127.0.0.1 port=1 dbname=none")
+    get_settings.cache_clear()
     with pytest.raises(WarehouseError, match="^WAREHOUSE_CATALOG=postgres:host=127.0.0.1") as err:
         connect()
     assert "\n" not in str(err.value)
@@ -282,6 +285,7 @@ def test_a_build_that_cannot_reach_the_catalog_fails_saying_so(ingest_ticks, war
     unreachable = "postgres:host=127.0.0.1 port=1 dbname=warehouse"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("WAREHOUSE_CATALOG", unreachable)
+        get_settings.cache_clear()
         result = dg.materialize(
             [tick_models],
             resources={"dbt": DbtCli(project_dir=dbt_project())},

@@ -21,7 +21,7 @@ from stock_pipeline.resources.market_data import (
     history_start,
     trading_sessions,
 )
-from stock_pipeline.settings import symbols
+from stock_pipeline.settings import get_settings
 
 # Weekdays in New York time. Exchange holidays stay partitions and materialise as empty files;
 # end_offset=1 makes today's partition available to the evening schedule.
@@ -64,7 +64,9 @@ def daily_bars(
     closed = trading_sessions(days[0], days[-1], closed_by=datetime.now(UTC))
     if closed:
         try:
-            bars, empty_symbols = market_data.daily_bars(symbols(), closed[0], closed[-1])
+            bars, empty_symbols = market_data.daily_bars(
+                get_settings().symbols, closed[0], closed[-1]
+            )
         except UnreadableCsvError as err:
             # The file needs fixing by a person: retrying the run cannot help.
             raise dg.Failure(str(err), allow_retries=False) from None

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 from stock_pipeline.wire import MAX_RECORD_BYTES, SCHEMA_VERSION, SOURCES, SYMBOL_PATTERN
 
 # The wire fields as the JSON reader should type them (docs/architecture.md, "Wire format").
@@ -151,7 +151,7 @@ def decode_records(
     quarantined as `future_timestamp`: no clock is that far off, the producer's is wrong.
     """
     if max_future_skew_seconds is None:
-        max_future_skew_seconds = float(setting("MAX_FUTURE_SKEW_SECONDS"))
+        max_future_skew_seconds = get_settings().max_future_skew_seconds
     # One buffer of newline-terminated records serves both the JSON reader and, viewed as a
     # binary array of record+newline slices, the column checks: no per-record Arrow conversion.
     joined = b"\n".join(data) + b"\n"

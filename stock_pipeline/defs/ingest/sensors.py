@@ -16,7 +16,7 @@ import dagster as dg
 from stock_pipeline.defs.ingest.assets import RawTicksConfig, ShardRange, raw_ticks_job
 from stock_pipeline.defs.ingest.kinesis import list_shards, scan_shard
 from stock_pipeline.resources.aws import KinesisResource
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
@@ -35,7 +35,7 @@ def _run_key(stream: dict, ranges: list[ShardRange]) -> str:
 
 @dg.sensor(
     job=raw_ticks_job,
-    minimum_interval_seconds=int(setting("KINESIS_SENSOR_INTERVAL_SECONDS")),
+    minimum_interval_seconds=get_settings().kinesis_sensor_interval_seconds,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Reads every shard of the ticks stream after its checkpoint (parents before "
     "children after resharding) and launches raw_ticks_job for the new ranges.",
@@ -89,7 +89,7 @@ def kinesis_ticks_sensor(
     pending = sorted(
         (shard for shard in shards if shard.shard_id not in drained), key=lambda s: s.shard_id
     )
-    budget = max(1, int(setting("KINESIS_MAX_RECORDS_PER_RUN")) // max(1, len(pending)))
+    budget = max(1, get_settings().kinesis_max_records_per_run // max(1, len(pending)))
     ranges: list[ShardRange] = []
     records = 0
     for shard in pending:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 from dagster._core.storage.event_log import SqliteEventLogStorage
 
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 
 PARTITION_TAGS = ("dagster/partition", "dagster/asset_partition_range_start")
 BATCH = 500
@@ -69,7 +69,7 @@ def purge_runs(instance: dg.DagsterInstance, before: datetime, keep: set[str]) -
 
 @dg.op(description="Delete finished runs older than DAGSTER_RETENTION_HOURS, with their logs.")
 def purge_old_runs(context: dg.OpExecutionContext) -> dg.Output[None]:
-    hours = float(setting("DAGSTER_RETENTION_HOURS"))
+    hours = get_settings().dagster_retention_hours
     before = datetime.now(UTC) - timedelta(hours=hours)
     result = purge_runs(context.instance, before, keep={context.run_id})
     context.log.info(

@@ -12,10 +12,9 @@ from stock_pipeline.defs.ingest.kinesis import list_shards
 from stock_pipeline.resources.alerts import Alert, AlertsResource
 from stock_pipeline.resources.aws import KinesisResource
 from stock_pipeline.resources.metrics import MetricsResource
-from stock_pipeline.settings import DEFAULTS, setting
+from stock_pipeline.settings import get_settings
 
 LATEST_QUOTES = dg.AssetKey("latest_quotes")
-MAX_AGE_SETTING = "LATEST_QUOTES_MAX_AGE_MINUTES"
 # GetRecords may return nothing while it skips ahead through a shard; give up after this many.
 MAX_EMPTY_READS = 5
 # The run tag Dagster's run retries set on a failed run (dagster._core.storage.tags).
@@ -100,7 +99,7 @@ def latest_quotes_freshness_sensor(
     The age goes to CloudWatch too, except while the producer is quiet (a closed market is not
     stale), so the freshness alarm judges the same thing.
     """
-    max_age = timedelta(minutes=float(setting(MAX_AGE_SETTING) or DEFAULTS[MAX_AGE_SETTING]))
+    max_age = timedelta(minutes=get_settings().latest_quotes_max_age_minutes)
     now = datetime.now(UTC)
     record = context.instance.get_latest_materialization_event(LATEST_QUOTES)
     alerts_to_send = []

@@ -12,7 +12,7 @@ import duckdb
 import pandas as pd
 from pydantic import Field
 
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 
 SEVERITY = {
     "price_jump": "WARN",
@@ -41,19 +41,19 @@ class AnomalyRules(dg.Config):
     """
 
     window_bars: int = Field(
-        default=int(setting("ANOMALY_WINDOW_BARS")),
+        default=get_settings().anomaly_window_bars,
         ge=2,
         description="Bars of the symbol's recent history the z-score and median use "
         "(ANOMALY_WINDOW_BARS).",
     )
     min_history: int = Field(
-        default=int(setting("ANOMALY_MIN_HISTORY")),
+        default=get_settings().anomaly_min_history,
         ge=1,
         description="Fewest earlier bars that day before jumps and spikes are judged "
         "(ANOMALY_MIN_HISTORY).",
     )
     price_jump_z: float = Field(
-        default=float(setting("ANOMALY_PRICE_JUMP_Z")),
+        default=get_settings().anomaly_price_jump_z,
         gt=0,
         description=(
             "Flag a 1-minute return beyond this many times the recent per-minute volatility "
@@ -62,19 +62,19 @@ class AnomalyRules(dg.Config):
         ),
     )
     volume_spike_ratio: float = Field(
-        default=float(setting("ANOMALY_VOLUME_SPIKE_RATIO")),
+        default=get_settings().anomaly_volume_spike_ratio,
         gt=1,
         description="Flag a minute volume above this multiple of the recent median "
         "(ANOMALY_VOLUME_SPIKE_RATIO).",
     )
     stale_minutes: int = Field(
-        default=int(setting("ANOMALY_STALE_MINUTES")),
+        default=get_settings().anomaly_stale_minutes,
         ge=1,
         description="Flag a symbol with no bar for this many minutes in which others traded "
         "(ANOMALY_STALE_MINUTES).",
     )
     plausible_price_ratio: float = Field(
-        default=float(setting("ANOMALY_PLAUSIBLE_PRICE_RATIO")),
+        default=get_settings().anomaly_plausible_price_ratio,
         gt=1,
         description="Flag a bar priced beyond this factor above or below the day's median close "
         "(ANOMALY_PLAUSIBLE_PRICE_RATIO). dbt's test on minute_bars that blocks the marts reads "

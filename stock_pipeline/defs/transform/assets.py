@@ -27,7 +27,7 @@ from dagster_dbt import (
 
 from stock_pipeline.defs.transform.lake_objects import STG_TICKS, objects_to_load
 from stock_pipeline.resources.warehouse import Catalog, WarehouseError, connect
-from stock_pipeline.settings import apply_defaults
+from stock_pipeline.settings import get_settings
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[3] / "dbt_project"
 MINUTE_BARS = dg.AssetKey("minute_bars")
@@ -50,7 +50,8 @@ def _parsed_for(project: DbtProject) -> Path:
 
 def _warehouse_profile() -> str:
     """The settings profiles.yml reads: a parse holds for these values only."""
-    return "\n".join(os.environ[name] for name in ("WAREHOUSE_CATALOG", "WAREHOUSE_DATA_PATH"))
+    environment = get_settings().environment()
+    return "\n".join(environment[name] for name in ("WAREHOUSE_CATALOG", "WAREHOUSE_DATA_PATH"))
 
 
 def _manifest_is_stale(project: DbtProject) -> bool:
@@ -75,9 +76,6 @@ def _manifest_is_stale(project: DbtProject) -> bool:
 
 @cache
 def dbt_project() -> DbtProject:
-    # The parse below and every later `dbt build` must see the same profile: the warehouse's
-    # catalog and data path, made absolute.
-    apply_defaults()
     # dagster-dbt runs `dbt` from PATH; `make dev` and `make test` run .venv's programs without
     # activating it, so put this interpreter's bin directory on PATH when dbt is not there.
     if shutil.which("dbt") is None:
@@ -176,7 +174,7 @@ def _environment(**values: str | None) -> Iterator[None]:
 def _catalog_error() -> str | None:
     """Why the warehouse's catalog cannot be opened, or None if it can (or does not exist yet)."""
     try:
-        if Catalog.from_setting().exists():
+        if Catalog.from_settings().exists():
             connect(latest=True).close()
     except WarehouseError as err:
         return str(err)

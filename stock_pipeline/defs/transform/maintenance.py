@@ -14,7 +14,7 @@ import dagster as dg
 import duckdb
 
 from stock_pipeline.resources.warehouse import ALIAS, BUILD_COMPLETE, last_published, writer
-from stock_pipeline.settings import setting
+from stock_pipeline.settings import get_settings
 
 # The steps that rewrite storage and change no row, in CHECKPOINT's order; each commits on its own.
 COMPACTION = (
@@ -55,7 +55,7 @@ def storage(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 
 class MaintenanceConfig(dg.Config):
-    retention_hours: float = float(setting("WAREHOUSE_SNAPSHOT_RETENTION_HOURS"))
+    retention_hours: float = get_settings().warehouse_snapshot_retention_hours
     """Snapshots older than this are expired (time travel reaches back this far), and files
     nothing references are deleted once this old, so no running query loses them
     (WAREHOUSE_SNAPSHOT_RETENTION_HOURS)."""
@@ -109,6 +109,6 @@ def warehouse_maintenance_job():
 
 warehouse_maintenance_schedule = dg.ScheduleDefinition(
     job=warehouse_maintenance_job,
-    cron_schedule=setting("WAREHOUSE_MAINTENANCE_CRON"),
+    cron_schedule=get_settings().warehouse_maintenance_cron,
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )

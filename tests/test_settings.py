@@ -149,12 +149,13 @@ def test_a_bad_value_stops_the_command_with_one_line_naming_it(variable, value, 
     assert result.stderr == f"stock-pipeline: error: {message}\n"
 
 
-def test_a_bad_value_fails_the_code_location_naming_it():
+def test_a_bad_value_fails_the_code_location_naming_it(tmp_path):
     variable, value, message = BAD_VALUES[0]
+    workspace = str(ROOT / "workspace.yaml")
     result = subprocess.run(
-        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", workspace],
         env={**os.environ, variable: value},
-        cwd=ROOT,
+        cwd=tmp_path,  # Dagster lets a .env in its directory override the environment
         capture_output=True,
         text=True,
         timeout=300,

@@ -90,7 +90,11 @@ def test_readers_see_whole_builds_while_micro_batches_are_built(ingest_ticks, wa
                 warehouse.build()
         finally:
             reader.terminate()
-            reader.wait(timeout=30)
+            try:
+                reader.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # seen on an overloaded machine: end it anyway
+                reader.kill()
+                reader.wait()
     reads = [json.loads(line) for line in (tmp_path / "reads.jsonl").read_text().splitlines()]
     assert [r for r in reads if "error" in r] == []
     assert len(reads) >= 50

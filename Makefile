@@ -11,7 +11,7 @@ AWS_PORT ?= 4566
 SERVE_PORT ?= 8000
 BENCHMARKS := ingest_decode dbt_incremental dbt_full_refresh freshness read_while_writing serve_latency provision producer
 
-.PHONY: help install system-deps dev test infra-lint lint format validate docs sql local-aws provision produce alerts serve bench lock reset clean
+.PHONY: help install system-deps dev test test-unit infra-lint lint format validate docs sql local-aws provision produce alerts serve bench lock reset clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -52,8 +52,11 @@ infra-lint: $(STAMP) $(LINT_STAMP) ## cfn-lint and checkov on infra/stack.yaml: 
 	$(LINT_VENV)/bin/checkov --file infra/stack.yaml --framework cloudformation --compact --quiet \
 		--skip-download
 
-test: $(STAMP) system-deps infra-lint ## lint the template, run the test suite against a throwaway emulator
+test: $(STAMP) system-deps lint infra-lint ## lint the code and the template, run the test suite against a throwaway emulator
 	$(BIN)/pytest -n auto --durations=15
+
+test-unit: $(STAMP) ## the tests that need no server, process or browser (marked by tests/conftest.py), in seconds
+	$(BIN)/pytest -m unit
 
 lint: $(STAMP) ## ruff and sqlfluff
 	$(BIN)/ruff check stock_pipeline tests benchmarks

@@ -6,9 +6,7 @@ of at most `file_rows` ticks. Not a benchmark by itself.
 """
 
 import json
-import logging
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,13 +21,13 @@ import boto3
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from moto.server import ThreadedMotoServer
 
 # The scripts run as `python benchmarks/<name>.py`; the pandas baseline is the tests' reference
 # implementation, imported from the repository root.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stock_pipeline.defs.transform.assets import DBT_PROJECT_DIR
+from stock_pipeline.emulator import moto_server
 from stock_pipeline.settings import export_environment, get_settings
 from stock_pipeline.wire import RAW_TICKS_SCHEMA
 
@@ -45,15 +43,9 @@ SESSION_US = 390 * 60 * 1_000_000
 def emulator() -> Iterator[str]:
     """A moto server on a free loopback port, the pipeline's env pointing at it, a warehouse
     in a temporary directory and the lake bucket. Stopped on exit."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-    with tempfile.TemporaryDirectory() as tmp:
+    with moto_server() as endpoint, tempfile.TemporaryDirectory() as tmp:
         os.environ.update(
-            AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+            AWS_ENDPOINT_URL=endpoint,
             AWS_ACCESS_KEY_ID="test",
             AWS_SECRET_ACCESS_KEY="test",
             AWS_DEFAULT_REGION="us-east-1",
@@ -65,16 +57,11 @@ def emulator() -> Iterator[str]:
         export_environment()
         boto3.client("s3").create_bucket(Bucket=get_settings().lake_bucket)
         try:
-            yield get_settings().aws_endpoint_url
+            yield endpoint
         finally:
             # moto keeps its state in this process, across servers: the next emulator starts empty.
-            reset = urllib.request.Request(
-                f"{get_settings().aws_endpoint_url}/moto-api/reset", method="POST"
-            )
-            try:
-                urllib.request.urlopen(reset, timeout=10)
-            finally:
-                server.stop()
+            reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+            urllib.request.urlopen(reset, timeout=10)
 
 
 class Lake:

@@ -9,7 +9,6 @@ end to end: generation or CSV parsing, JSON encoding and the HTTP calls.
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,12 +27,6 @@ COUNT = int(sys.argv[1]) if len(sys.argv) > 1 else 40_000
 BACKLOG = int(sys.argv[2]) if len(sys.argv) > 2 else 400_000
 ROUND = 2_000  # ticks handed to put_ticks at once, as `produce` does at --rate 8000
 SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "JPM", "XOM", "KO"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def put_rate(client, stream: str, ticks, max_in_flight: int) -> float:
@@ -56,7 +49,7 @@ def new_stream(client, name: str) -> str:
 
 
 def main() -> None:
-    port = free_port()
+    port = emulator.free_port()
     endpoint = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as folder:
         env = {**os.environ, "LOCAL_S3_DIR": f"{folder}/s3", "AWS_ENDPOINT_URL": endpoint}

@@ -12,7 +12,6 @@ and 300 ms for one symbol-day of minute bars, at least 200 requests/s, at most 3
 Usage: python benchmarks/serve_latency.py [requests per endpoint]
 """
 
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import requests
 from dbt_benchlib import SESSION_OPEN, SYMBOLS, Lake, dbt, emulator
 
 from stock_pipeline.cli import stop_process_groups
+from stock_pipeline.emulator import free_port
 from stock_pipeline.resources.alerts import AlertsResource
 from stock_pipeline.serve import queries
 from stock_pipeline.serve.snapshot import Warehouse
@@ -39,12 +39,6 @@ BATCH_TICKS = 1_000
 CLIENTS = 8
 THROUGHPUT_SECONDS = 10.0
 SYMBOL = SYMBOLS[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Writer(threading.Thread):

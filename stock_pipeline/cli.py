@@ -132,37 +132,35 @@ def produce(args) -> None:
 def local_aws(args) -> None:
     """The moto emulator in the foreground on 127.0.0.1, provisioned, its lake kept on disk."""
     import boto3
-    from moto.server import ThreadedMotoServer
 
     from stock_pipeline import devstack
-    from stock_pipeline.emulator import patch_kinesis_shards
+    from stock_pipeline.emulator import moto_server
     from stock_pipeline.provision import provision
 
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-    patch_kinesis_shards()
-    server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
-    server.start()
-    _use_endpoint(f"http://{args.host}:{args.port}")  # provision, the lake's restore and save
-    s3, bucket, snapshot = boto3.client("s3"), get_settings().lake_bucket, devstack.snapshot_dir()
-    restored = False
-    try:
-        provision()
-        log.info("lake restored from %s: %s", snapshot, devstack.restore_lake(s3, bucket, snapshot))
-        restored = True
-        print(
-            f"AWS emulator on http://{args.host}:{args.port} (Kinesis, S3, SNS, SQS), "
-            "provisioned. Ctrl-C stops it.",
-            flush=True,
-        )
-        signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if restored:  # a half-restored bucket must not overwrite the snapshot
-            log.info("lake saved to %s: %s", snapshot, devstack.save_lake(s3, bucket, snapshot))
-        server.stop()
+    with moto_server(args.host, args.port) as endpoint:
+        _use_endpoint(endpoint)  # provision, the lake's restore and save
+        s3, bucket = boto3.client("s3"), get_settings().lake_bucket
+        snapshot = devstack.snapshot_dir()
+        restored = False
+        try:
+            provision()
+            log.info(
+                "lake restored from %s: %s", snapshot, devstack.restore_lake(s3, bucket, snapshot)
+            )
+            restored = True
+            print(
+                f"AWS emulator on {endpoint} (Kinesis, S3, SNS, SQS), provisioned. "
+                "Ctrl-C stops it.",
+                flush=True,
+            )
+            signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if restored:  # a half-restored bucket must not overwrite the snapshot
+                log.info("lake saved to %s: %s", snapshot, devstack.save_lake(s3, bucket, snapshot))
 
 
 def provision(args) -> None:

@@ -10,13 +10,20 @@ moto also finds a shard's first and last sequence numbers by copying all its key
 by walking every record from the first: each put and each read costs the length of the shard,
 so a backlog of a million ticks slows the emulator, not the pipeline, to a crawl. Its sequence
 numbers are consecutive integers, so both are looked up directly instead.
+
+`moto_server()` runs it, so patched, on loopback (moto's own default is every interface).
 """
 
 import functools
+import logging
+import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import boto3
 from moto.kinesis.models import Shard
+from moto.server import ThreadedMotoServer
 
 _LOCK = threading.RLock()
 
@@ -67,6 +74,27 @@ def patch_kinesis_shards() -> None:
     Shard.get_max_sequence_number = _last_sequence_number
     Shard.get_records = _locked(_indexed_get_records(Shard.get_records))
     Shard.put_record = _locked(Shard.put_record)
+
+
+def free_port() -> int:
+    """A TCP port free on loopback at the time of the call."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def moto_server(host: str = "127.0.0.1", port: int | None = None) -> Iterator[str]:
+    """The emulator in this process on `host:port` (a free port when None); its URL."""
+    patch_kinesis_shards()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    port = port or free_port()
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
 
 
 def client(service: str, endpoint: str):

@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     latest_quotes_max_age_minutes: float = Field(
         10, gt=0, description="freshness bound for `latest_quotes`"
     )
-    # --- Anomaly rules (stock_pipeline/defs/quality/rules.py) ----------------------------------
+    # --- Anomaly rules (dbt_project/models/marts/minute_bar_rule_days.sql) ---------------------
     anomaly_window_bars: int = Field(
         30, ge=2, description="bars of recent history the price-jump and volume-spike rules use"
     )

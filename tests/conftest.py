@@ -4,20 +4,19 @@ Each test gets a clean emulator (moto's reset API) and its own environment and w
 so tests do not see each other's streams, objects or alerts.
 """
 
-import logging
 import os
-import socket
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import boto3
 import pytest
 import requests
-from moto.server import ThreadedMotoServer
 
-from stock_pipeline.emulator import patch_kinesis_shards
+from stock_pipeline.emulator import free_port, moto_server
 from stock_pipeline.settings import Settings, export_environment, get_settings
 
-logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request at INFO
 # The tests' environment is the whole of their settings: a developer's .env stays out of them.
 Settings.model_config["env_file"] = None
 # As the `stock-pipeline` command and the code location start (dbt parses as tests import).
@@ -27,7 +26,29 @@ if worker := os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("DBT_TARGET_PATH", f"target/{worker}")
 
 
+# A test is marked by what it uses, fixtures of fixtures included: `browser` drives Chromium,
+# these start servers (the emulator, PostgreSQL, a whole `stock-pipeline dev`), processes (a
+# command, dbt) or an instance on disk, and the rest are `unit` (`make test-unit`). The three
+# marks split the suite.
+INTEGRATION_FIXTURES = {
+    "moto_endpoint",
+    "postgres_dsn",
+    "stack_env",
+    "run_command",
+    "dbt_cli",
+    "dagster_home",
+}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        uses = set(getattr(item, "fixturenames", ()))
+        if "browser" in uses:
+            item.add_marker(pytest.mark.browser)
+        elif uses & INTEGRATION_FIXTURES:
+            item.add_marker(pytest.mark.integration)
+        else:
+            item.add_marker(pytest.mark.unit)
     # The slow tests first: pytest-xdist hands tests out in this order.
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
@@ -40,22 +61,30 @@ def fresh_settings() -> Iterator[None]:
     get_settings.cache_clear()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+@pytest.fixture
+def run_command() -> Callable[..., subprocess.CompletedProcess]:
+    """`run_command(*args, **options)`: `python *args` in its own process, as a user runs a
+    command, its output captured as text; `options` go to `subprocess.run`."""
+
+    def run(*args: str, **options) -> subprocess.CompletedProcess:
+        options = {"capture_output": True, "text": True, "timeout": 120, **options}
+        return subprocess.run([sys.executable, *args], **options)
+
+    return run
+
+
+@pytest.fixture
+def dagster_home(tmp_path) -> Path:
+    """An empty folder for a Dagster instance kept on disk (SQLite files, as `dagster dev`)."""
+    home = tmp_path / "instance"
+    home.mkdir()
+    return home
 
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    patch_kinesis_shards()  # as `stock-pipeline local-aws` runs it
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with moto_server() as endpoint:  # as `stock-pipeline local-aws` runs it
+        yield endpoint
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +92,7 @@ def postgres_dsn() -> Iterator[str]:
     """A throwaway PostgreSQL server for the session (tests/postgres.py); its libpq string."""
     from tests.postgres import postgres_server
 
-    with postgres_server(_free_port()) as dsn:
+    with postgres_server(free_port()) as dsn:
         yield dsn
 
 
@@ -73,7 +102,7 @@ def postgres_database(postgres_dsn: str, request: pytest.FixtureRequest) -> str:
     from tests.postgres import create_database
 
     name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:50].lower()
-    return create_database(postgres_dsn, f"{name}_{_free_port()}")
+    return create_database(postgres_dsn, f"{name}_{free_port()}")
 
 
 @pytest.fixture

@@ -1,13 +1,27 @@
-"""Drive the real ingest path in-process: producer -> Kinesis (emulator) -> sensor -> raw_ticks."""
+"""Drive the real ingest path in-process (producer -> Kinesis (emulator) -> sensor -> raw_ticks)
+and read what it landed in the lake."""
 
 import boto3
 import dagster as dg
+import duckdb
 
 from stock_pipeline.defs.ingest import defs as ingest_defs
 from stock_pipeline.defs.ingest.assets import raw_ticks
 from stock_pipeline.defs.ingest.sensors import kinesis_ticks_sensor
 from stock_pipeline.producer.kinesis import KinesisProducer
+from stock_pipeline.resources.warehouse import attach_lake
 from stock_pipeline.settings import get_settings
+
+
+def query_lake(sql: str, lake: str | None = None) -> list[tuple]:
+    """The rows of `sql`, in which `ticks` is the lake's raw/ticks with its partition columns
+    (`dt`, `shard`): in the lake bucket, or under the folder `lake` (a lake saved on disk)."""
+    glob = f"{lake or f's3://{get_settings().lake_bucket}'}/raw/ticks/dt=*/shard=*/*.parquet"
+    with attach_lake(duckdb.connect()) as con:
+        return con.execute(
+            "with ticks as (select * from read_parquet(?, hive_partitioning = true)) " + sql,
+            [glob],
+        ).fetchall()
 
 
 class StreamIngest:

@@ -68,9 +68,9 @@ def test_a_stop_that_did_not_save_the_lake_starts_clean(tmp_path, monkeypatch):
     assert not (home / "history").exists() and (home / "dagster.yaml").exists()
 
 
-def test_the_dev_instance_recovers_crashed_runs_and_shows_no_dialog(tmp_path):
-    (tmp_path / "dagster.yaml").write_text(DAGSTER_INSTANCE_YAML)
-    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+def test_the_dev_instance_recovers_crashed_runs_and_shows_no_dialog(dagster_home):
+    (dagster_home / "dagster.yaml").write_text(DAGSTER_INSTANCE_YAML)
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         assert instance.run_monitoring_enabled
         assert instance.run_retries_enabled
         assert not instance.nux_enabled

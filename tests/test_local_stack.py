@@ -8,7 +8,6 @@ This is the one test that runs the whole stack; it takes a few minutes, bounded 
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,22 +16,16 @@ from collections import Counter
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pytest
 
 from stock_pipeline import emulator
 from stock_pipeline.resources import warehouse
 from stock_pipeline.settings import get_settings
+from tests.helpers import query_lake
 
 REPO = Path(__file__).resolve().parents[1]
 SYMBOLS = "AAPL,MSFT,NVDA,AMZN"
 RECOVERY_SECONDS = 120  # a killed run is re-executed, successfully, within this
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Stack:
@@ -50,7 +43,7 @@ class Stack:
                 "--port",
                 env["UI_PORT"],
                 "--serve-port",
-                str(_free_port()),
+                str(emulator.free_port()),
             ],  # fmt: skip
             cwd=REPO,
             env=env,
@@ -164,7 +157,7 @@ def stacks():
 
 @pytest.fixture
 def stack_env(tmp_path) -> dict[str, str]:
-    endpoint = f"http://127.0.0.1:{_free_port()}"
+    endpoint = f"http://127.0.0.1:{emulator.free_port()}"
     env = {
         key: value
         for key, value in os.environ.items()
@@ -182,7 +175,7 @@ def stack_env(tmp_path) -> dict[str, str]:
         SYMBOLS=SYMBOLS,
         PRODUCER_RATE="100",
         DEV_DRAIN_TIMEOUT_SECONDS="240",
-        UI_PORT=str(_free_port()),
+        UI_PORT=str(emulator.free_port()),
     )
     return env
 
@@ -231,14 +224,8 @@ def test_kill_and_restart_lose_and_double_nothing(stack_env, stacks, tmp_path, m
     assert stack.code == 0 and len(second) > 0
 
     # Once in the lake (as the emulator saved it on disk), once in daily_prices.
-    lake = duckdb.connect()
-    lake_ids = Counter(
-        row[0]
-        for row in lake.execute(
-            "select event_id from read_parquet(?)",
-            [f"{stack_env['LOCAL_S3_DIR']}/stock-lake/raw/ticks/dt=*/shard=*/*.parquet"],
-        ).fetchall()
-    )
+    saved = f"{stack_env['LOCAL_S3_DIR']}/stock-lake"
+    lake_ids = Counter(event_id for (event_id,) in query_lake("select event_id from ticks", saved))
     assert lake_ids == Counter(t["event_id"] for t in on_streams)
     unique = {t["event_id"]: t for t in on_streams}.values()
     expected = Counter()

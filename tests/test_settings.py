@@ -2,8 +2,6 @@
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -136,28 +134,23 @@ BAD_VALUES = [
 
 
 @pytest.mark.parametrize(("variable", "value", "message"), BAD_VALUES)
-def test_a_bad_value_stops_the_command_with_one_line_naming_it(variable, value, message):
-    result = subprocess.run(
-        [sys.executable, "-m", "stock_pipeline.cli", "sql", "select 1"],
-        env={**os.environ, variable: value},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+def test_a_bad_value_stops_the_command_with_one_line_naming_it(
+    variable, value, message, run_command
+):
+    result = run_command(
+        "-m", "stock_pipeline.cli", "sql", "select 1", env={**os.environ, variable: value}, cwd=ROOT
     )
     assert result.returncode == 2
     assert result.stderr == f"stock-pipeline: error: {message}\n"
 
 
-def test_a_bad_value_fails_the_code_location_naming_it(tmp_path):
+def test_a_bad_value_fails_the_code_location_naming_it(tmp_path, run_command):
     variable, value, message = BAD_VALUES[0]
     workspace = str(ROOT / "workspace.yaml")
-    result = subprocess.run(
-        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", workspace],
+    result = run_command(
+        *("-m", "dagster", "definitions", "validate", "-w", workspace),
         env={**os.environ, variable: value},
         cwd=tmp_path,  # Dagster lets a .env in its directory override the environment
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert result.returncode != 0

@@ -1,12 +1,15 @@
 """dagster-dbt's `DbtCliResource`, without two set-up steps this project does not use.
 
-Before every command, `DbtCliResource.cli()` (dagster-dbt 0.29, pinned) runs `dbt --version` in
-a subprocess, to tell dbt Core from the Fusion engine, and builds an in-process dbt adapter
-(loading every macro), which only `fetch_column_metadata` and `fetch_row_counts` use. Each
-micro-batch run starts a fresh run worker, so both happen for every batch: about 3.5 s of CPU,
-as much as the `dbt build` itself. This project runs dbt Core from its own environment (the
-`dbt` next to this interpreter, whatever else is on PATH) and fetches no such metadata, so both
-are skipped.
+Before every command, `DbtCliResource.cli()` runs `dbt --version` in a subprocess, to tell dbt
+Core from the Fusion engine, and builds an in-process dbt adapter (loading every macro), which
+only `fetch_column_metadata` and `fetch_row_counts` use. Each micro-batch run starts a fresh run
+worker, so both cost a dbt start-up per batch (benchmarks/freshness.py measures a batch's
+latency). dagster-dbt 0.29 offers no public switch for either, so the two private members are
+overridden here, and only here.
+
+On a dagster-dbt upgrade: check that `DbtCliResource.cli()` still reads `_cli_version` (a cached
+property) and calls `_initialize_dbt_core_adapter(args)`; tests/transform/test_dbt_cli.py fails
+when it does not.
 """
 
 import importlib.metadata
@@ -21,6 +24,7 @@ from packaging import version
 
 class DbtCli(DbtCliResource):
     def __init__(self, **kwargs):
+        # This environment's dbt (dbt Core), whatever else is on PATH.
         kwargs.setdefault("dbt_executable", str(Path(sys.executable).with_name("dbt")))
         super().__init__(**kwargs)
 

@@ -1,17 +1,13 @@
 """CSV files as people save them, replayed by the real `stock-pipeline produce` into the lake."""
 
-import subprocess
-import sys
 from datetime import UTC, datetime
 
-import duckdb
 import pandas as pd
 import pytest
 
 from stock_pipeline.csv_files import UnreadableCsvError
 from stock_pipeline.producer.sources import csv_ticks
-from stock_pipeline.resources.warehouse import attach_lake
-from stock_pipeline.settings import get_settings
+from tests.helpers import query_lake
 
 # Every time form at once, with a byte-order mark and CRLF line ends, as Excel saves it.
 TICKS_CSV = (
@@ -33,25 +29,20 @@ EXPECTED = [  # (symbol, ts in UTC, price, volume, bid, ask)
 ]
 
 
-def test_every_time_form_bom_and_crlf_land_in_the_lake(ingest_ticks, tmp_path):
+def test_every_time_form_bom_and_crlf_land_in_the_lake(ingest_ticks, tmp_path, run_command):
     path = tmp_path / "ticks.csv"
     path.write_bytes(TICKS_CSV.encode())
 
     # The command a user runs, against the emulator; then the real sensor and raw_ticks.
-    subprocess.run(
-        [sys.executable, "-m", "stock_pipeline.cli", "produce", "--source", "csv"]
-        + ["--file", str(path), "--rate", "1000"],
+    run_command(
+        *("-m", "stock_pipeline.cli", "produce", "--source", "csv"),
+        *("--file", str(path), "--rate", "1000"),
         check=True,
         timeout=60,
     )
     ingest_ticks.drain()
 
-    con = attach_lake(duckdb.connect())
-    glob = f"s3://{get_settings().lake_bucket}/raw/ticks/dt=*/shard=*/*.parquet"
-    landed = con.execute(
-        "select symbol, ts, price, volume, bid, ask from read_parquet(?) order by ts, symbol",
-        [glob],
-    ).fetchall()
+    landed = query_lake("select symbol, ts, price, volume, bid, ask from ticks order by ts, symbol")
     assert landed == EXPECTED
     # Replaying the same file re-sends the same event ids: nothing doubles downstream.
     assert [t["event_id"] for t in csv_ticks(str(path))] == [
@@ -90,7 +81,9 @@ def test_every_time_form_bom_and_crlf_land_in_the_lake(ingest_ticks, tmp_path):
         ),
     ],
 )
-def test_an_unreadable_file_gives_one_line_naming_file_line_and_column(tmp_path, content, message):
+def test_an_unreadable_file_gives_one_line_naming_file_line_and_column(
+    tmp_path, content, message, run_command
+):
     path = tmp_path / "ticks.csv"
     path.write_bytes(content)
     with pytest.raises(UnreadableCsvError) as raised:
@@ -98,11 +91,8 @@ def test_an_unreadable_file_gives_one_line_naming_file_line_and_column(tmp_path,
     assert str(raised.value).startswith(f"{path}: ") and message in str(raised.value)
 
     # The command prints that one line and exits non-zero, without a traceback.
-    result = subprocess.run(
-        [sys.executable, "-m", "stock_pipeline.cli", "produce", "--source", "csv"]
-        + ["--file", str(path)],
-        capture_output=True,
-        text=True,
+    result = run_command(
+        *("-m", "stock_pipeline.cli", "produce", "--source", "csv", "--file", str(path)),
         timeout=60,
         env={"PATH": "/usr/bin:/bin", "AWS_ENDPOINT_URL": "http://127.0.0.1:9"},
     )

@@ -4,27 +4,20 @@ from datetime import UTC, datetime
 from itertools import cycle, islice
 
 import boto3
-import duckdb
 import pytest
 from dagster import DagsterRun, DagsterRunStatus
 from dagster._core.utils import make_new_run_id
 
 from stock_pipeline.defs.ingest.sensors import IN_FLIGHT, MAX_IN_FLIGHT
 from stock_pipeline.producer.synthetic import SyntheticMarket
-from stock_pipeline.resources.warehouse import attach_lake
 from stock_pipeline.settings import get_settings
+from tests.helpers import query_lake
 
 START = datetime(2024, 3, 5, 14, 30, tzinfo=UTC)
 
 
 def lake_ticks() -> list[tuple]:
-    con = attach_lake(duckdb.connect())
-    glob = f"s3://{get_settings().lake_bucket}/raw/ticks/dt=*/shard=*/*.parquet"
-    return con.execute(
-        "select event_id, shard_id, sequence_number, dt::varchar, shard from read_parquet(?, "
-        "hive_partitioning = true)",
-        [glob],
-    ).fetchall()
+    return query_lake("select event_id, shard_id, sequence_number, dt::varchar, shard from ticks")
 
 
 def lake_keys() -> set[str]:

@@ -6,12 +6,11 @@ import json
 from datetime import UTC, datetime
 
 import boto3
-import duckdb
 
 from stock_pipeline.producer.synthetic import SyntheticMarket
-from stock_pipeline.resources.warehouse import attach_lake
 from stock_pipeline.settings import get_settings
 from stock_pipeline.wire import encode_tick
+from tests.helpers import query_lake
 
 GOOD = {
     "event_id": "template",
@@ -87,9 +86,7 @@ def test_malformed_records_are_quarantined_with_their_reason(ingest_ticks):
     ingest_ticks.put_raw(records)
     ingest_ticks.drain()
 
-    con = attach_lake(duckdb.connect())
-    glob = f"s3://{get_settings().lake_bucket}/raw/ticks/dt=*/shard=*/*.parquet"
-    landed = dict(con.execute("select event_id, ts from read_parquet(?)", [glob]).fetchall())
+    landed = dict(query_lake("select event_id, ts from ticks"))
     assert set(landed) == {t["event_id"] for t in good}
     assert landed["offset-ok"] == datetime(2024, 3, 5, 15, tzinfo=UTC)  # offset honoured
 

@@ -4,10 +4,8 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
-import duckdb
-
-from stock_pipeline.resources.warehouse import attach_lake
 from stock_pipeline.settings import get_settings
+from tests.helpers import query_lake
 from tests.ingest.test_quarantine import read_quarantine, tick_bytes
 
 
@@ -23,9 +21,7 @@ def replay(*args: str) -> list[str]:
 
 
 def lake_ticks() -> list[tuple[str, float]]:
-    con = attach_lake(duckdb.connect())
-    glob = f"s3://{get_settings().lake_bucket}/raw/ticks/dt=*/shard=*/*.parquet"
-    return con.execute("select event_id, price from read_parquet(?) order by 1", [glob]).fetchall()
+    return query_lake("select event_id, price from ticks order by 1")
 
 
 def test_fixed_rule_lets_replayed_ticks_in_once_with_their_event_ids(ingest_ticks, monkeypatch):

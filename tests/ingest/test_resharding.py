@@ -3,13 +3,12 @@
 from datetime import UTC, datetime
 
 import boto3
-import duckdb
 import pytest
 from moto.kinesis.models import Stream
 
 from stock_pipeline.producer.synthetic import SyntheticMarket
-from stock_pipeline.resources.warehouse import attach_lake
 from stock_pipeline.settings import get_settings
+from tests.helpers import query_lake
 
 
 @pytest.fixture
@@ -42,11 +41,7 @@ def aws_resharding(monkeypatch: pytest.MonkeyPatch):
 
 
 def lake_event_ids() -> list[str]:
-    con = attach_lake(duckdb.connect())
-    glob = f"s3://{get_settings().lake_bucket}/raw/ticks/dt=*/shard=*/*.parquet"
-    rows = con.execute(
-        "select event_id, shard_id, sequence_number from read_parquet(?)", [glob]
-    ).fetchall()
+    rows = query_lake("select event_id, shard_id, sequence_number from ticks")
     # Each (shard, sequence) is one Kinesis record and lands in exactly one row.
     assert len({(r[1], r[2]) for r in rows}) == len(rows)
     return [r[0] for r in rows]

@@ -4,19 +4,10 @@ import json
 from datetime import UTC, datetime
 
 import boto3
-import duckdb
 
 from stock_pipeline.producer.synthetic import SyntheticMarket
-from stock_pipeline.resources.warehouse import attach_lake
 from stock_pipeline.settings import get_settings
-
-
-def lake_event_ids() -> list[str]:
-    con = attach_lake(duckdb.connect())
-    glob = f"s3://{get_settings().lake_bucket}/raw/ticks/dt=*/shard=*/*.parquet"
-    return [
-        row[0] for row in con.execute("select event_id from read_parquet(?)", [glob]).fetchall()
-    ]
+from tests.helpers import query_lake
 
 
 def test_recreated_stream_is_read_from_trim_horizon(ingest_ticks):
@@ -38,5 +29,7 @@ def test_recreated_stream_is_read_from_trim_horizon(ingest_ticks):
 
     # Both streams' ranges are in the lake, once each: the new stream's "1".."n" ranges did not
     # overwrite the old stream's objects of the same sequence numbers.
-    assert sorted(lake_event_ids()) == sorted(t["event_id"] for t in ticks)
+    assert sorted(query_lake("select event_id from ticks")) == sorted(
+        (t["event_id"],) for t in ticks
+    )
     assert json.loads(ingest_ticks.cursor)["stream"] != first_identity

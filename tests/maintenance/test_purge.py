@@ -25,13 +25,16 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def test_purge_deletes_old_runs_and_their_files_but_not_partition_history(tmp_path, monkeypatch):
-    with dg.DagsterInstance.local_temp(str(tmp_path)) as instance:
+def test_purge_deletes_old_runs_and_their_files_but_not_partition_history(
+    dagster_home, monkeypatch
+):
+    with dg.DagsterInstance.local_temp(str(dagster_home)) as instance:
         old = [dg.materialize([plain], instance=instance).run_id for _ in range(5)]
         partitioned = dg.materialize([daily], instance=instance, partition_key="2025-12-02")
-        event_files = lambda: sorted(p.stem for p in (tmp_path / "history" / "runs").glob("*.db"))  # noqa: E731
+        runs = dagster_home / "history" / "runs"
+        event_files = lambda: sorted(p.stem for p in runs.glob("*.db"))  # noqa: E731
         assert set(old) <= set(event_files())
-        before = folder_bytes(tmp_path)
+        before = folder_bytes(dagster_home)
         time.sleep(1.1)  # the cut-off is by update time; nothing may be newer than retention
 
         monkeypatch.setenv("DAGSTER_RETENTION_HOURS", "0")
@@ -46,7 +49,7 @@ def test_purge_deletes_old_runs_and_their_files_but_not_partition_history(tmp_pa
         assert remaining == {partitioned.run_id, purge.run_id}
         assert not set(old) & set(event_files())  # SQLite's per-run files went too
         assert instance.get_materialized_partitions(daily.key) == {"2025-12-02"}
-        assert folder_bytes(tmp_path) < before
+        assert folder_bytes(dagster_home) < before
 
         # A retention longer than the runs' age keeps them.
         monkeypatch.setenv("DAGSTER_RETENTION_HOURS", "24")

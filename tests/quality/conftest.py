@@ -1,21 +1,28 @@
-"""Quality fixtures: minute bars built from synthetic ticks in a temporary DuckDB warehouse.
+"""Quality fixtures: minute bars built from synthetic ticks in a temporary warehouse.
 
-The rules only read `minute_bars`, so these tests build that one table directly from the ticks
-(the same OHLCV definition as the mart) instead of running the lake and dbt.
+The rules (the dbt models `minute_bar_rule_days` and `minute_bar_anomalies`) only read
+`minute_bars`, so these tests write that one table directly from the ticks, with the marts'
+pandas reference (tests/transform/reference.py), instead of running the lake and the dbt models
+before it.
 """
 
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import boto3
+import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
 
+from stock_pipeline.defs.transform.assets import dbt_build_step, dbt_project
 from stock_pipeline.producer.synthetic import SyntheticMarket
 from stock_pipeline.resources.alerts import AlertsResource, follow_alerts
+from stock_pipeline.resources.dbt_cli import DbtCli
 from stock_pipeline.resources.metrics import MetricsResource
+from stock_pipeline.resources.warehouse import writer
 from stock_pipeline.settings import get_settings
+from tests.transform import reference
 
 SESSION_OPEN = datetime(2026, 11, 20, 14, 30, tzinfo=UTC)
 
@@ -38,24 +45,57 @@ def session_ticks(
 
 def write_minute_bars(con: duckdb.DuckDBPyConnection, ticks: pd.DataFrame) -> None:
     """Replace `minute_bars` in `con`'s default schema with the OHLCV bars of `ticks`."""
+    bars = reference.minute_bars(reference.unique_ticks(ticks))
     con.execute("set timezone = 'UTC'")
-    con.register("ticks", ticks)
+    con.register("bars", bars)
     con.execute(
         """
         create or replace table minute_bars as
         select
-            symbol,
-            date_trunc('minute', ts) as minute_ts,
-            arg_min(price, ts) as open,
-            max(price) as high,
-            min(price) as low,
-            arg_max(price, ts) as close,
-            sum(volume) as volume,
-            sum(price * volume) / sum(volume) as vwap,
-            count(*) as trade_count
-        from ticks
-        group by symbol, date_trunc('minute', ts)
+            symbol, minute_ts, trade_date::date as trade_date,
+            open, high, low, close, volume, vwap, trade_count,
+            current_timestamp as loaded_at
+        from bars
         """
+    )
+    con.unregister("bars")
+
+
+# The rules' models alone, built by the pipeline's own dbt step on the bars written below.
+anomaly_models = dbt_build_step("anomaly_models", "minute_bar_rule_days minute_bar_anomalies")
+
+
+def minute_bars_stand_in(ticks: pd.DataFrame, *edits: tuple[str, dict]) -> dg.AssetsDefinition:
+    """`minute_bars` as the dbt model would leave it, for the rules to judge; `edits`: update
+    statements and their parameters, to make bars no tick could."""
+
+    @dg.asset(name="minute_bars", pool="duckdb")
+    def minute_bars() -> None:
+        with writer() as con:
+            con.execute("use warehouse")
+            write_minute_bars(con, ticks)
+            for edit in edits:
+                con.execute(*edit)
+
+    return minute_bars
+
+
+def judge(
+    *assets: dg.AssetsDefinition, thresholds: dict | None = None, resources: dict | None = None
+) -> dg.ExecuteInProcessResult:
+    """Materialise `assets` (a `minute_bars` stand-in first) and the rules' models after them,
+    from scratch, with `thresholds` as the run's config."""
+    return dg.materialize(
+        [*assets, anomaly_models],
+        resources={"dbt": DbtCli(project_dir=dbt_project()), **(resources or {})},
+        run_config={
+            "ops": {
+                "anomaly_models": {
+                    "config": {"full_refresh": True, "anomaly_thresholds": thresholds or {}}
+                }
+            }
+        },
+        raise_on_error=False,
     )
 
 

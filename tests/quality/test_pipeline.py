@@ -21,8 +21,8 @@ def test_injected_faults_reach_the_queue_once_through_the_real_marts(alerts_reso
     result = dg.materialize(
         [tick_models, minute_bars_anomaly_checks],
         resources={"dbt": DbtCli(project_dir=dbt_project()), "alerts": alerts_resource},
-        # minute_bars and the staging view it reads.
-        selection=dg.AssetSelection.assets("minute_bars").upstream()
+        # minute_bars, the staging it reads and the rules' models on it.
+        selection=dg.AssetSelection.assets("minute_bar_anomalies").upstream()
         - dg.AssetSelection.assets("raw_ticks"),
     )
     assert result.success
@@ -51,11 +51,10 @@ def test_a_bad_print_blocks_the_marts_and_alerts_once(alerts_resource, ingest_ti
     wire = ticks.assign(ts=ticks["ts"].map(lambda t: t.isoformat()))
     batches = [wire.iloc[len(wire) * i // 3 : len(wire) * (i + 1) // 3] for i in range(3)]
 
-    def build(rules: dict | None = None) -> dg.ExecuteInProcessResult:
+    def build() -> dg.ExecuteInProcessResult:
         result = dg.materialize(
             [tick_models, minute_bars_anomaly_checks],
             resources={"dbt": DbtCli(project_dir=dbt_project()), "alerts": alerts_resource},
-            run_config={"ops": {"minute_bars_anomaly_checks": {"config": rules or {}}}},
             selection=dg.AssetSelection.assets(tick_models),
         )
         assert result.success  # failing data tests fail checks, not the run
@@ -77,11 +76,14 @@ def test_a_bad_print_blocks_the_marts_and_alerts_once(alerts_resource, ingest_ti
             "minute_bars_price_within_daily_range": dg.AssetCheckSeverity.ERROR,
             "impossible_data": dg.AssetCheckSeverity.ERROR,
         }
-        # Staging and the bars are built; everything downstream of the bad bar is skipped.
+        # Staging, the bars and the rules' verdict on them are built; everything downstream of
+        # the bad bar is skipped.
         assert materialized(blocked) == {
             "stg_lake__tick_exclusions",
             "stg_lake__ticks",
             "minute_bars",
+            "minute_bar_rule_days",
+            "minute_bar_anomalies",
         }
 
     minute = ticks.loc[bad, "ts"].floor("min").strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -93,7 +95,7 @@ def test_a_bad_print_blocks_the_marts_and_alerts_once(alerts_resource, ingest_ti
     # Judged a real move after all: a wider range, set as the deployment would, unblocks them.
     monkeypatch.setenv("ANOMALY_PLAUSIBLE_PRICE_RATIO", "10")
     get_settings.cache_clear()
-    unblocked = build({"plausible_price_ratio": 10.0})
+    unblocked = build()
     assert all(e.passed for e in unblocked.get_asset_check_evaluations())
     assert marts <= materialized(unblocked)
     assert received_alerts() == []

@@ -1,23 +1,35 @@
-"""The anomaly rules against an independent pandas computation on the same bars."""
+"""The anomaly rules (the dbt model) against an independent pandas computation on the same bars."""
 
-import json
-import os
-import subprocess
-import sys
 from datetime import timedelta
+from types import SimpleNamespace
 
-import duckdb
+import dagster as dg
 import numpy as np
 import pandas as pd
-import pytest
 
-from stock_pipeline.defs.quality.rules import AnomalyRules, find_anomalies
-from tests.quality.conftest import SESSION_OPEN, read_bars, session_ticks, write_minute_bars
+from stock_pipeline.defs.quality.checks import read_anomalies
+from stock_pipeline.resources.warehouse import connect
+from stock_pipeline.settings import get_settings
+from tests.quality.conftest import (
+    SESSION_OPEN,
+    judge,
+    minute_bars_stand_in,
+    read_bars,
+    session_ticks,
+)
 
 SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOGL"]
+THRESHOLDS = (
+    "window_bars",
+    "min_history",
+    "price_jump_z",
+    "volume_spike_ratio",
+    "stale_minutes",
+    "plausible_price_ratio",
+)
 
 
-def reference_anomalies(bars: pd.DataFrame, rules: AnomalyRules) -> pd.DataFrame:
+def reference_anomalies(bars: pd.DataFrame, rules: SimpleNamespace) -> pd.DataFrame:
     """The rules as written in the docs, in plain pandas (rows, not SQL windows)."""
     bars = bars.sort_values(["symbol", "minute_ts"], ignore_index=True)
     bars["trade_date"] = bars["minute_ts"].dt.date
@@ -98,9 +110,15 @@ def reference_anomalies(bars: pd.DataFrame, rules: AnomalyRules) -> pd.DataFrame
     return found.astype({"value": "float64", "threshold": "float64"})
 
 
-def compare(database: str, rules: AnomalyRules) -> pd.DataFrame:
-    with duckdb.connect(database, read_only=True) as con:
-        found = find_anomalies(con, rules)
+def compare(*stand_in: dg.AssetsDefinition, **thresholds: float) -> pd.DataFrame:
+    """Build the rules' models on the bars `stand_in` writes, with `thresholds` as the run's
+    config, and compare what they find with the pandas rules at the thresholds in force."""
+    assert judge(*stand_in, thresholds=thresholds).success
+    rules = SimpleNamespace(
+        **{name: getattr(get_settings(), f"anomaly_{name}") for name in THRESHOLDS} | thresholds
+    )
+    found = read_anomalies()
+    with connect(latest=True) as con:
         expected = reference_anomalies(read_bars(con), rules)
     key = ["rule", "symbol", "minute_ts"]
     merged = found.merge(expected, on=key, how="outer", suffixes=("", "_ref"), indicator=True)
@@ -110,12 +128,7 @@ def compare(database: str, rules: AnomalyRules) -> pd.DataFrame:
     return found
 
 
-@pytest.fixture
-def database(tmp_path) -> str:
-    return str(tmp_path / "warehouse.duckdb")
-
-
-def test_rules_match_pandas_on_two_sparse_sessions(database):
+def test_rules_match_pandas_on_two_sparse_sessions(provisioned):
     """Low thresholds on a thin two-day market: many anomalies of every soft kind to compare."""
     ticks = pd.concat(
         [
@@ -123,38 +136,35 @@ def test_rules_match_pandas_on_two_sparse_sessions(database):
             session_ticks(SYMBOLS, 60, 0.5, start=SESSION_OPEN + timedelta(days=1), seed=8),
         ]
     )
-    with duckdb.connect(database) as con:
-        write_minute_bars(con, ticks)
-        # A few impossible bars as well.
-        con.execute(
+    # A few impossible bars as well.
+    impossible = (
+        (
             "update minute_bars set high = low - 0.5 where symbol = $s and minute_ts = $t",
             {"s": "AMZN", "t": SESSION_OPEN + timedelta(minutes=20)},
-        )
-        con.execute(
+        ),
+        (
             "update minute_bars set volume = -1 where symbol = $s and minute_ts = $t",
             {"s": "GOOGL", "t": SESSION_OPEN + timedelta(minutes=21)},
-        )
-        con.execute(
+        ),
+        (
             "update minute_bars set high = high * 3 where symbol = $s and minute_ts = $t",
             {"s": "AAPL", "t": SESSION_OPEN + timedelta(days=1, minutes=30)},
-        )
-    rules = AnomalyRules(price_jump_z=2.5, volume_spike_ratio=1.8, stale_minutes=2)
-    found = compare(database, rules)
+        ),
+    )
+    rules = {"price_jump_z": 2.5, "volume_spike_ratio": 1.8, "stale_minutes": 2}
+    found = compare(minute_bars_stand_in(ticks, *impossible), **rules)
     counts = found["rule"].value_counts()
     assert counts["price_jump"] >= 5 and counts["volume_spike"] >= 5 and counts["stale_feed"] >= 1
     assert {"high_below_low", "negative_volume", "implausible_price"} <= set(counts.index)
     # Scoring again finds the very same anomalies.
-    with duckdb.connect(database, read_only=True) as con:
-        again = find_anomalies(con, rules)
+    again = compare(minute_bars_stand_in(ticks, *impossible), **rules)
     assert again["anomaly_id"].tolist() == found["anomaly_id"].tolist()
     assert found["anomaly_id"].is_unique
 
 
-def test_each_injected_fault_is_found_once_with_default_thresholds(database):
-    with duckdb.connect(database) as con:
-        ticks = session_ticks(SYMBOLS, 40, 2.0, inject=("price_jump", "volume_spike", "stale"))
-        write_minute_bars(con, ticks)
-    found = compare(database, AnomalyRules())
+def test_each_injected_fault_is_found_once_with_default_thresholds(provisioned):
+    ticks = session_ticks(SYMBOLS, 40, 2.0, inject=("price_jump", "volume_spike", "stale"))
+    found = compare(minute_bars_stand_in(ticks))
     injected_at = SESSION_OPEN + timedelta(minutes=10)
     assert found[["rule", "symbol", "minute_ts"]].values.tolist() == [
         ["price_jump", "AAPL", injected_at],
@@ -169,35 +179,24 @@ def test_each_injected_fault_is_found_once_with_default_thresholds(database):
     )
 
 
-def test_a_spike_straddling_two_minutes_is_one_anomaly(database):
+def test_a_spike_straddling_two_minutes_is_one_anomaly(provisioned):
     ticks = session_ticks(
         SYMBOLS, 30, 2.0, inject=("volume_spike",), start=SESSION_OPEN + timedelta(seconds=30)
     )
-    with duckdb.connect(database) as con:
-        write_minute_bars(con, ticks)
-    found = compare(database, AnomalyRules())
+    found = compare(minute_bars_stand_in(ticks))
     spiking = SESSION_OPEN + timedelta(minutes=10)  # the spike covers 14:40:30-14:41:30
     assert found[["rule", "symbol", "minute_ts"]].values.tolist() == [
         ["volume_spike", "MSFT", spiking]
     ]
 
 
-def test_thresholds_default_to_their_environment_variables():
-    """Automatic runs take no run config: the deployment sets thresholds in the environment."""
-    code = (
-        "from stock_pipeline.defs.quality.rules import AnomalyRules;"
-        "print(AnomalyRules().model_dump_json())"
-    )
-    env = {name: value for name, value in os.environ.items() if not name.startswith("ANOMALY_")}
-    env.update(ANOMALY_PRICE_JUMP_Z="4.5", ANOMALY_STALE_MINUTES="3")
-    shown = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    ).stdout
-    assert json.loads(shown) == {
-        "window_bars": 30,
-        "min_history": 8,
-        "price_jump_z": 4.5,
-        "volume_spike_ratio": 10.0,
-        "stale_minutes": 3,
-        "plausible_price_ratio": 2.0,
-    }
+def test_thresholds_default_to_their_environment_variables(provisioned, monkeypatch):
+    """Automatic runs take no run config: the deployment sets thresholds in the environment,
+    which dbt reads."""
+    monkeypatch.setenv("ANOMALY_PRICE_JUMP_Z", "4.5")
+    monkeypatch.setenv("ANOMALY_STALE_MINUTES", "3")
+    get_settings.cache_clear()
+    ticks = session_ticks(SYMBOLS, 40, 2.0, inject=("price_jump", "volume_spike", "stale"), seed=3)
+    found = compare(minute_bars_stand_in(ticks))  # the reference reads the same settings
+    assert set(found.loc[found["rule"] == "price_jump", "threshold"]) == {4.5}
+    assert set(found.loc[found["rule"] == "stale_feed", "threshold"]) == {3.0}

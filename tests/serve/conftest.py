@@ -18,12 +18,13 @@ import requests
 
 from stock_pipeline.cli import stop_process_groups
 from stock_pipeline.defs.transform.assets import daily_bar_models
+from stock_pipeline.emulator import free_port
 from stock_pipeline.producer.synthetic import SyntheticMarket
 from stock_pipeline.provision import provision
 from stock_pipeline.resources.alerts import Alert, AlertsResource
 from stock_pipeline.resources.warehouse import connect
 from stock_pipeline.settings import get_settings
-from tests.conftest import _free_port, clean_pipeline_env
+from tests.conftest import clean_pipeline_env
 from tests.helpers import StreamIngest
 from tests.history.conftest import materialize_days
 from tests.sample_alerts import anomaly_alert
@@ -48,7 +49,7 @@ def read_warehouse(sql: str, params: list | dict | None = None) -> pd.DataFrame:
 @contextmanager
 def serving() -> Iterator[str]:
     """`stock-pipeline serve` in a process of its own, as a user runs it; its base URL."""
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "stock_pipeline.cli", "serve", "--port", str(port)]
     process = subprocess.Popen(command, process_group=0)
     url = f"http://127.0.0.1:{port}"

@@ -40,5 +40,11 @@ class Warehouse:
 
 
 @pytest.fixture
+def dbt_cli() -> DbtCli:
+    """dbt as the pipeline runs it: each invocation is a dbt process."""
+    return DbtCli(project_dir=dbt_project())
+
+
+@pytest.fixture
 def warehouse(ingest_ticks) -> Warehouse:
     return Warehouse(ingest_ticks.instance)

@@ -24,6 +24,8 @@ def test_one_step_per_lake_source_each_in_the_duckdb_pool():
         "stg_lake__tick_exclusions",
         "stg_lake__ticks",
         "minute_bars",
+        "minute_bar_rule_days",
+        "minute_bar_anomalies",
         "moving_averages",
         "daily_prices",
         "latest_quotes",

@@ -73,8 +73,8 @@ def test_excluded_ticks_leave_staging_and_every_mart(market, ingest_ticks, wareh
     warehouse.build()
     ingest_ticks(ticks[half:])
     warehouse.build()
-    # The bad print blocks the marts on minute_bars (dbt's price_within_daily_range): day 2 is
-    # missing from daily_prices.
+    # The bad print blocks the marts on minute_bars (dbt's minute_bars_price_within_daily_range):
+    # day 2 is missing from daily_prices.
     blocked = warehouse.read("daily_prices", latest=True)
     assert pd.to_datetime(blocked["trade_date"]).max() < pd.Timestamp(MIDNIGHT.date())
 

@@ -2,7 +2,6 @@
 
 from datetime import UTC, datetime, timedelta
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,8 +9,8 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.s3.models import s3_backends
 
 from stock_pipeline.producer.synthetic import SyntheticMarket
-from stock_pipeline.resources.warehouse import attach_lake
 from stock_pipeline.settings import get_settings
+from tests.helpers import query_lake
 from tests.transform import reference
 
 SYMBOLS = ["AAA", "BBB", "CCC"]
@@ -23,6 +22,7 @@ KEYS = {
     "moving_averages": ["symbol", "minute_ts"],
     "daily_prices": ["symbol", "trade_date"],
     "latest_quotes": ["symbol"],
+    "minute_bar_anomalies": ["anomaly_id"],
 }
 
 
@@ -109,7 +109,8 @@ def test_resent_ticks_change_no_mart(ticks, ingest_ticks, warehouse):
     before = {table: _sorted(warehouse.read(table), keys) for table, keys in KEYS.items()}
     ingest_ticks(ticks[:50] + ticks[-50:])
     warehouse.build()
-    assert lake_tick_counts() == (len(ticks) + 200, len(ticks))
+    lake_counts = query_lake("select count(*), count(distinct event_id) from ticks")
+    assert lake_counts == [(len(ticks) + 200, len(ticks))]
     for table, keys in KEYS.items():
         pd.testing.assert_frame_equal(_sorted(warehouse.read(table), keys), before[table])
 
@@ -174,13 +175,3 @@ def test_incremental_runs_read_only_the_objects_landed_since_the_last_build(
     warehouse.build()
     for table, keys in KEYS.items():
         pd.testing.assert_frame_equal(_sorted(warehouse.read(table), keys), before[table])
-
-
-def lake_tick_counts() -> tuple[int, int]:
-    """Rows and distinct event_ids in the lake's raw/ticks."""
-    with duckdb.connect() as con:
-        attach_lake(con)
-        glob = f"s3://{get_settings().lake_bucket}/raw/ticks/dt=*/shard=*/*.parquet"
-        return con.execute(
-            "select count(*), count(distinct event_id) from read_parquet(?)", [glob]
-        ).fetchone()

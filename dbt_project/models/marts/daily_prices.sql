@@ -9,6 +9,8 @@
 }}
 
 -- depends_on: {{ ref('stg_lake__tick_exclusions') }}
+-- After the rules' verdict: dbt skips this model while a no_anomalies test on minute_bars fails.
+-- depends_on: {{ ref('minute_bar_anomalies') }}
 
 with
 

@@ -18,15 +18,12 @@
 -#}
 {%- set lake_objects = fromjson(env_var('LAKE_OBJECTS', 'null')) if is_incremental() else none -%}
 {%- set days = [] -%}
-{%- if lake_objects is not none -%}
-    {%- for url in lake_objects -%}
-        {%- set day = url.split('/dt=')[1][:10] -%}
-        {%- if day not in days -%}{%- do days.append(day) -%}{%- endif -%}
-    {%- endfor -%}
-    {%- set nothing_to_read = not lake_objects -%}
-{%- else -%}
-    {%- set nothing_to_read = not lake_has_files('raw/ticks/dt=*/shard=*/*.parquet') -%}
-{%- endif -%}
+{%- for url in lake_objects or [] -%}
+    {%- set day = url.split('/dt=')[1][:10] -%}
+    {%- if day not in days -%}{%- do days.append(day) -%}{%- endif -%}
+{%- endfor -%}
+{%- set nothing_to_read = (not lake_objects) if lake_objects is not none
+    else not lake_has_files('raw/ticks/dt=*/shard=*/*.parquet') -%}
 
 with
 

@@ -1,12 +1,13 @@
-"""Anomaly checks on `minute_bars`: they run with every materialization of the mart.
+"""Anomaly checks on `minute_bars`: they report and alert what the rules found.
 
-No check here sets an automation condition, so Dagster adds them to every run that
-materializes `minute_bars` (a job, a sensor or declarative automation) and runs them after it.
+The rules are the dbt model `minute_bar_rule_days` (listed one anomaly a row by the view
+`minute_bar_anomalies`), built in the same dbt step as `minute_bars`; these checks read it and
+run after it. No check here sets an automation condition, so Dagster adds them to every run that
+materializes `minute_bars` (a job, a sensor or declarative automation).
 
-The marts are built in the same dbt step as `minute_bars`, so what blocks them on impossible data
-is dbt itself: its ERROR tests on `minute_bars` run between the models, and dbt skips the marts
-when one fails. The `impossible_data` check here lists the bars those tests reject and alerts on
-each, once.
+What blocks the marts on impossible data is dbt itself: its ERROR tests on `minute_bars` read the
+same anomalies, between the models, and dbt skips the marts when one fails. The `impossible_data`
+check here lists the bars those tests reject and alerts on each, once.
 """
 
 from collections.abc import Iterator
@@ -14,11 +15,28 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
-from stock_pipeline.defs.quality.rules import CHECK, SEVERITY, AnomalyRules, find_anomalies
 from stock_pipeline.resources.alerts import Alert, AlertsResource
 from stock_pipeline.resources.warehouse import connect
 
 MINUTE_BARS = dg.AssetKey("minute_bars")
+ANOMALIES = dg.AssetKey("minute_bar_anomalies")
+SEVERITY = {
+    "price_jump": "WARN",
+    "volume_spike": "WARN",
+    "stale_feed": "WARN",
+    "high_below_low": "ERROR",
+    "negative_volume": "ERROR",
+    "implausible_price": "ERROR",
+}
+# The asset check that reports each rule: the impossible-data rules share one ERROR check.
+CHECK = {
+    "price_jump": "price_jump",
+    "volume_spike": "volume_spike",
+    "stale_feed": "stale_feed",
+    "high_below_low": "impossible_data",
+    "negative_volume": "impossible_data",
+    "implausible_price": "impossible_data",
+}
 CHECK_SEVERITY = {check: dg.AssetCheckSeverity(SEVERITY[rule]) for rule, check in CHECK.items()}
 # Most anomalies listed in one check's metadata table (the count is always complete).
 TABLE_ROWS = 200
@@ -27,25 +45,29 @@ CHECK_SPECS = [
     dg.AssetCheckSpec(
         "price_jump",
         asset=MINUTE_BARS,
+        additional_deps=[ANOMALIES],
         description="WARN: a 1-minute return far beyond the symbol's recent volatility.",
     ),
     dg.AssetCheckSpec(
         "volume_spike",
         asset=MINUTE_BARS,
+        additional_deps=[ANOMALIES],
         description="WARN: a minute volume many times the symbol's recent median.",
     ),
     dg.AssetCheckSpec(
         "stale_feed",
         asset=MINUTE_BARS,
+        additional_deps=[ANOMALIES],
         description="WARN: a symbol with no ticks for several minutes while others trade.",
     ),
     dg.AssetCheckSpec(
         "impossible_data",
         asset=MINUTE_BARS,
+        additional_deps=[ANOMALIES],
         description=(
             "ERROR: high below low, a negative volume, or a price outside the day's plausible "
-            "range; lists and alerts each such bar. dbt's ERROR tests on minute_bars apply the "
-            "same rules in the same run and block the marts downstream."
+            "range; lists and alerts each such bar. dbt's ERROR tests on minute_bars read the "
+            "same anomalies in the same run and block the marts downstream."
         ),
     ),
 ]
@@ -59,6 +81,23 @@ ANOMALY_COLUMNS = dg.TableSchema(
         dg.TableColumn("threshold", "float"),
     ]
 )
+
+
+def read_anomalies() -> pd.DataFrame:
+    """The anomalies `minute_bar_anomalies` lists, by time, with the check and severity of each."""
+    # The newest commit, not the last complete build: a bar that blocks the marts is in there.
+    with connect(latest=True) as con:
+        found = con.execute(
+            """
+            select anomaly_id, rule, symbol, minute_ts, value, threshold
+            from minute_bar_anomalies
+            order by minute_ts, rule, symbol
+            """
+        ).df()
+    found["minute_ts"] = pd.to_datetime(found["minute_ts"], utc=True)
+    found.insert(2, "check", found["rule"].map(CHECK))
+    found.insert(3, "severity", found["rule"].map(SEVERITY))
+    return found
 
 
 def to_alerts(anomalies: pd.DataFrame) -> list[Alert]:
@@ -99,12 +138,10 @@ def anomaly_table(anomalies: pd.DataFrame) -> dg.TableMetadataValue:
 
 @dg.multi_asset_check(specs=CHECK_SPECS)
 def minute_bars_anomaly_checks(
-    context: dg.AssetCheckExecutionContext, config: AnomalyRules, alerts: AlertsResource
+    context: dg.AssetCheckExecutionContext, alerts: AlertsResource
 ) -> Iterator[dg.AssetCheckResult]:
-    """Evaluate the anomaly rules on the whole mart and publish each new anomaly once."""
-    # The newest commit, not the last complete build: a bar that blocks the marts is in there.
-    with connect(latest=True) as con:
-        anomalies = find_anomalies(con, config)
+    """Report the anomalies the rules found in the whole mart and publish each new one once."""
+    anomalies = read_anomalies()
     delivery = alerts.publish(to_alerts(anomalies))
     if delivery.error:
         context.log.warning(

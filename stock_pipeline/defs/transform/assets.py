@@ -9,7 +9,6 @@ tests become asset checks.
 import json
 import os
 import shutil
-import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache
@@ -18,16 +17,20 @@ from typing import Any
 
 import dagster as dg
 from dagster_dbt import (
+    DagsterDbtProjectPreparer,
     DagsterDbtTranslator,
     DbtCliInvocation,
     DbtCliResource,
     DbtProject,
     dbt_assets,
 )
+from filelock import FileLock
+from pydantic import Field
 
 from stock_pipeline.defs.transform.lake_objects import STG_TICKS, objects_to_load
+from stock_pipeline.resources.dbt_cli import DbtCli
 from stock_pipeline.resources.warehouse import Catalog, WarehouseError, connect
-from stock_pipeline.settings import get_settings
+from stock_pipeline.settings import Settings, get_settings
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[3] / "dbt_project"
 MINUTE_BARS = dg.AssetKey("minute_bars")
@@ -74,23 +77,36 @@ def _manifest_is_stale(project: DbtProject) -> bool:
     )
 
 
+class StaleManifestPreparer(DagsterDbtProjectPreparer):
+    """Parses the project with this environment's dbt when the manifest is stale (a fresh
+    checkout, a model edited before a reload in `dagster dev`, another warehouse): Dagster's asset
+    checks must match the tests dbt runs, and every `dbt build` reuses this parse.
+
+    Not on every load under `dagster dev`, as the default preparer does, and so in every run
+    worker too: a dbt start-up per micro-batch. One process parses at a time (test workers, run
+    workers starting together); the others then find the manifest fresh.
+    """
+
+    def prepare_if_dev(self, project: DbtProject) -> None:
+        self.prepare(project)
+
+    def prepare(self, project: DbtProject) -> None:
+        project.manifest_path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(project.manifest_path.with_name("prepare.lock")):
+            if _manifest_is_stale(project):
+                DbtCli(project_dir=project).cli(
+                    ["parse", "--quiet"], target_path=project.target_path
+                ).wait()
+                _parsed_for(project).write_text(_warehouse_profile())
+
+
 @cache
 def dbt_project() -> DbtProject:
-    # dagster-dbt runs `dbt` from PATH; `make dev` and `make test` run .venv's programs without
-    # activating it, so put this interpreter's bin directory on PATH when dbt is not there.
-    if shutil.which("dbt") is None:
-        os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
     # DBT_TARGET_PATH is dbt's own variable for its target directory (a test worker has its own).
     project = DbtProject(
         project_dir=DBT_PROJECT_DIR, target_path=os.environ.get("DBT_TARGET_PATH", "target")
     )
-    # Parse when the manifest is stale (a fresh checkout, a model edited before a reload in
-    # `dagster dev`, another warehouse): Dagster's asset checks must match the tests dbt runs,
-    # and every `dbt build` reuses this parse. Not `prepare_if_dev()`, which parses on every
-    # load under `dagster dev`, and so in every run worker too: a dbt start-up per micro-batch.
-    if _manifest_is_stale(project):
-        project.preparer.prepare(project)
-        _parsed_for(project).write_text(_warehouse_profile())
+    StaleManifestPreparer().prepare(project)
     return project
 
 
@@ -135,9 +151,37 @@ class TransformTranslator(DagsterDbtTranslator):
         return self.automation_condition
 
 
+class AnomalyThresholds(dg.Config):
+    """Thresholds of the anomaly rules (dbt_project/models/marts/minute_bar_rule_days.sql) for one
+    run; each one left unset is its ANOMALY_* variable's (stock_pipeline/settings.py)."""
+
+    window_bars: int | None = None
+    min_history: int | None = None
+    price_jump_z: float | None = None
+    volume_spike_ratio: float | None = None
+    stale_minutes: int | None = None
+    plausible_price_ratio: float | None = None
+
+    def dbt_vars(self) -> dict[str, float]:
+        """The thresholds set, as the dbt vars the rules read, validated as their variables are."""
+        overrides = {
+            f"anomaly_{name}": value
+            for name, value in self.model_dump().items()
+            if value is not None
+        }
+        checked = Settings.model_validate({**get_settings().model_dump(), **overrides})
+        return {name: getattr(checked, name) for name in overrides}
+
+
 class DbtBuildConfig(dg.Config):
     full_refresh: bool = False
     """Rebuild the incremental models from the whole lake instead of the new ticks."""
+    anomaly_thresholds: AnomalyThresholds = Field(
+        default_factory=AnomalyThresholds,
+        description="Thresholds of the anomaly rules for this run only (and of the tests on "
+        "minute_bars that block the marts). Setting one makes dbt parse the whole project again, "
+        "in this run and the next: for an investigation, not every run.",
+    )
 
 
 def _is_data_test_failure(invocation: DbtCliInvocation) -> bool:
@@ -202,6 +246,8 @@ def dbt_build_step(
         args = ["build", "--exclude-resource-type", "unit_test"]
         if config.full_refresh:
             args.append("--full-refresh")
+        if thresholds := config.anomaly_thresholds.dbt_vars():
+            args += ["--vars", json.dumps(thresholds)]
         loads_ticks = STG_TICKS in context.selected_asset_keys
         objects = None
         if loads_ticks:

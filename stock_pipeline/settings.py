@@ -64,7 +64,7 @@ class Settings(BaseSettings):
         5, ge=1, description="seconds between sensor ticks"
     )
     kinesis_max_records_per_run: int = Field(
-        50000, ge=1, description="most records one `raw_ticks` run consumes"
+        200000, ge=1, description="most records one `raw_ticks` run consumes"
     )
     max_future_skew_seconds: float = Field(
         300,

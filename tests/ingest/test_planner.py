@@ -41,6 +41,14 @@ class FakeStream:
     shards: list[FakeShard] = field(default_factory=list)
     stream: Stream = STREAM
 
+    @classmethod
+    def holding(cls, *counts: int) -> "FakeStream":
+        """Open shards shardId-000000000000, -1, ... holding `counts` records."""
+        stream = cls()
+        for index, count in enumerate(counts):
+            stream.add(f"shardId-{index:012d}", count)
+        return stream
+
     def add(self, shard_id: str, count: int, parents=(), closed=False, **held) -> None:
         self.shards.append(FakeShard(Shard(shard_id, tuple(parents), closed), count, **held))
 
@@ -97,10 +105,7 @@ def test_no_new_records_skips_and_keeps_the_cursor():
 
 
 def test_budget_is_split_over_the_pending_shards_and_the_rest_waits():
-    stream = FakeStream()
-    stream.add("shardId-000000000000", 20)
-    stream.add("shardId-000000000001", 20)
-    stream.add("shardId-000000000002", 20)
+    stream = FakeStream.holding(20, 20, 20)
 
     first = stream.plan(max_records=30)
     second = stream.plan(first.cursor, max_records=30)
@@ -109,6 +114,31 @@ def test_budget_is_split_over_the_pending_shards_and_the_rest_waits():
     assert ranges(first) == expected and first.records == 30
     assert ranges(second) == {shard: (11, 20) for shard in expected}
     assert stream.plan(second.cursor, max_records=30).skip_reason is not None
+
+
+@pytest.mark.parametrize("empty", [0, 1])
+def test_what_an_empty_shard_leaves_goes_to_the_shard_with_records(empty):
+    stream = FakeStream.holding(*(0 if index == empty else 100 for index in range(2)))
+
+    result = stream.plan(max_records=30)
+
+    assert ranges(result) == {f"shardId-00000000000{1 - empty}": (1, 30)}
+    assert result.records == 30
+    assert result.cursor.shards[f"shardId-00000000000{1 - empty}"]["sequence"] == "30"
+
+
+def test_shards_short_of_their_share_leave_it_to_the_others():
+    stream = FakeStream.holding(100, 4, 100)
+
+    result = stream.plan(max_records=30)
+
+    # 10 each, then shard 2 gets the 6 shard 1 left.
+    assert ranges(result) == {
+        "shardId-000000000000": (1, 10),
+        "shardId-000000000001": (1, 4),
+        "shardId-000000000002": (1, 16),
+    }
+    assert result.records == 30
 
 
 def test_budget_is_at_least_one_record_a_shard():

@@ -4,6 +4,7 @@ Sequence numbers are decimal strings of large integers; compare them as ints.
 """
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,9 +64,15 @@ def _iterator(client: Any, stream_name: str, shard_id: str, kind: str, sequence:
 
 
 def scan_shard(
-    client: Any, stream_name: str, shard: Shard, after: str | None, limit: int
+    client: Any,
+    stream_name: str,
+    shard: Shard,
+    after: str | None,
+    limit: int,
+    deadline: float | None = None,
 ) -> ScanResult:
-    """Find up to `limit` records after sequence `after` (from the oldest record if None)."""
+    """Find up to `limit` records after sequence `after` (from the oldest record if None), and
+    stop paging once `time.monotonic()` passes `deadline`, with what the pages so far found."""
     kind = "AFTER_SEQUENCE_NUMBER" if after else "TRIM_HORIZON"
     iterator = _iterator(client, stream_name, shard.shard_id, kind, after)
     result = ScanResult()
@@ -89,6 +96,8 @@ def scan_shard(
             break
         if not records and not result.millis_behind_latest:
             break  # caught up with the open end of the shard
+        if deadline is not None and time.monotonic() > deadline:
+            break
         empty_pages += not records
     return result
 

@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from stock_pipeline.defs.ingest.assets import ShardRange
 from stock_pipeline.defs.ingest.kinesis import ScanResult, Shard
@@ -84,8 +84,9 @@ def plan(
     now: float,
     stream_name: str,
 ) -> Plan:
-    """The ranges for one run (at most `max_records`, split evenly over the pending shards),
-    scanning parents before children, and the cursor moved past exactly those ranges."""
+    """The ranges for one run, scanning parents before children, and the cursor moved past
+    exactly those ranges. At most `max_records` (and one a shard), split evenly over the pending
+    shards; what a shard does not hold goes to those that hold more."""
     logs: list[tuple[int, str]] = []
     if cursor.stream not in (None, stream.identity):
         logs.append(
@@ -119,15 +120,16 @@ def plan(
     # Shard ids grow as shards are created, so parents sort before their children and a parent
     # drained in this loop frees its children in the same evaluation.
     pending = sorted((s for s in shards if s.shard_id not in drained), key=lambda s: s.shard_id)
-    budget = max(1, max_records // max(1, len(pending)))
-    ranges: list[ShardRange] = []
+    found: dict[str, tuple[Shard, ScanResult, int]] = {}  # shard id -> (shard, scan, its share)
     records = 0
-    for shard in pending:
+    for index, shard in enumerate(pending):
         if not all(parent in drained or parent not in known for parent in shard.parents):
             continue  # resharding: a child waits until its parents are drained
+        # What the shards before it left, split over it and those after it.
+        share = max(1, (max_records - records) // (len(pending) - index))
         after = checkpoints.get(shard.shard_id, {}).get("sequence")
         try:
-            found = scan(shard, after, budget)
+            result = scan(shard, after, share)
         except CheckpointGoneError as err:
             logs.append(
                 (
@@ -136,25 +138,50 @@ def plan(
                     f"stream ({err}); resuming at the oldest record still held.",
                 )
             )
-            found = scan(shard, None, budget)
-        if found.count:
-            records += found.count
-            ranges.append(
-                ShardRange(
-                    shard_id=shard.shard_id,
-                    first_sequence=found.first_sequence,
-                    last_sequence=found.last_sequence,
-                )
-            )
-            checkpoints[shard.shard_id] = {
-                "sequence": found.last_sequence,
-                "arrival": found.last_arrival,
-            }
-        elif found.drained:
+            result = scan(shard, None, share)
+        if result.count:
+            records += result.count
+            found[shard.shard_id] = (shard, result, share)
+        elif result.drained:
             drained.add(shard.shard_id)
             logs.append(
                 (logging.INFO, f"shard {shard.shard_id} is closed and drained; children may start")
             )
+
+    # A shard that filled its share may hold more: it also gets what the shards after it left.
+    for shard_id, (shard, result, share) in found.items():
+        left = max_records - records
+        if left <= 0:
+            break
+        if result.count < share:
+            continue
+        try:
+            more = scan(shard, result.last_sequence, left)
+        except CheckpointGoneError:
+            continue  # trimmed since the scan above: this run keeps what that scan found
+        if more.count:
+            records += more.count
+            found[shard_id] = (
+                shard,
+                replace(
+                    result,
+                    last_sequence=more.last_sequence,
+                    last_arrival=more.last_arrival,
+                    count=result.count + more.count,
+                ),
+                share,
+            )
+
+    ranges = [
+        ShardRange(
+            shard_id=shard_id,
+            first_sequence=result.first_sequence,
+            last_sequence=result.last_sequence,
+        )
+        for shard_id, (_, result, _) in found.items()
+    ]
+    for shard_id, (_, result, _) in found.items():
+        checkpoints[shard_id] = {"sequence": result.last_sequence, "arrival": result.last_arrival}
 
     return Plan(
         stream=stream,

@@ -22,6 +22,7 @@ IN_FLIGHT = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
 ]
+SCAN_SECONDS = 20.0  # scans page no further after this long in one evaluation
 MAX_IN_FLIGHT = 2  # one run updating the warehouse while the next starts up and lands its batch
 
 
@@ -53,9 +54,13 @@ def kinesis_ticks_sensor(
         retention_hours=summary["RetentionPeriodHours"],
     )
 
+    # A slow stream (a loaded host, throttled reads) shrinks the batch instead of running the
+    # evaluation into Dagster's sensor timeout (60 s), which would throw its scans away.
+    deadline = time.monotonic() + SCAN_SECONDS
+
     def scan(shard: Shard, after: str | None, limit: int) -> ScanResult:
         try:
-            return scan_shard(client, kinesis.stream_name, shard, after, limit)
+            return scan_shard(client, kinesis.stream_name, shard, after, limit, deadline)
         except client.exceptions.InvalidArgumentException as err:
             raise CheckpointGoneError(err) from err
 

@@ -1,0 +1,150 @@
+"""Shared by the benchmarks that run the real stack: the emulator (`stock-pipeline local-aws`) and
+`dagster dev` (the instance file of `stock-pipeline dev`), on free loopback ports, with a temporary
+DAGSTER_HOME, warehouse and emulator S3 directory; every process started is stopped by its
+process group. Also what a raw_ticks_job run spends its time on, from Dagster's event log.
+Not a benchmark by itself.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import boto3
+import dagster as dg
+import numpy as np
+
+from stock_pipeline.cli import DAGSTER_INSTANCE_YAML, dagster_dev_command, stop_process_groups
+from stock_pipeline.emulator import free_port
+from stock_pipeline.settings import export_environment, get_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "stock_pipeline.cli"]
+
+
+class Stack:
+    """The environment of a throwaway stack, and the processes started in it.
+
+    Entering makes Ctrl-C stop the children; leaving stops every process started, last first.
+    """
+
+    def __init__(self, prefix: str):
+        self.tmp = Path(tempfile.mkdtemp(prefix=prefix))
+        (self.tmp / "dagster_home").mkdir()
+        (self.tmp / "dagster_home" / "dagster.yaml").write_text(DAGSTER_INSTANCE_YAML)
+        os.environ.update(
+            AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}",
+            AWS_ACCESS_KEY_ID="test",
+            AWS_SECRET_ACCESS_KEY="test",
+            DAGSTER_HOME=str(self.tmp / "dagster_home"),
+            # As `make dev` keeps it: the catalog and data files on local disk.
+            WAREHOUSE_CATALOG=f"sqlite:{self.tmp / 'warehouse.sqlite'}",
+            WAREHOUSE_DATA_PATH=f"{self.tmp / 'warehouse'}/",
+            LOCAL_S3_DIR=str(self.tmp / "s3"),  # the emulator's S3, not the checkout's .data/s3
+        )
+        get_settings.cache_clear()  # the environment above
+        export_environment()
+        # Created (and its storage initialised) before dagster dev starts, not racing it.
+        self.instance = dg.DagsterInstance.from_config(os.environ["DAGSTER_HOME"])
+        self.processes: list[subprocess.Popen] = []
+
+    def __enter__(self) -> "Stack":
+        # Started in the background by a non-interactive shell, this process (and so its
+        # children) would ignore Ctrl-C; the children must stop on SIGINT as they do in a terminal.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        stop_process_groups(list(reversed(self.processes)), timeout=60)
+
+    def start(self, name: str, *args: str, cwd: Path = ROOT) -> None:
+        # Each in its own process group, so stopping it stops what it started (dagster dev's
+        # webserver, daemon, code server and runs); output kept for a look afterwards.
+        with (self.tmp / f"{name}.log").open("w") as log:
+            self.processes.append(
+                subprocess.Popen(
+                    args, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            )
+
+    def start_emulator(self) -> None:
+        """`stock-pipeline local-aws`, returning once it has provisioned the stream."""
+        port = get_settings().aws_endpoint_url.rsplit(":", 1)[1]
+        self.start("emulator", *CLI, "local-aws", "--port", port)
+        self.wait_for(stream_ready, 60, "the emulator")
+
+    def start_dagster(self) -> None:
+        self.start("dagster", *dagster_dev_command(free_port()), cwd=self.tmp / "dagster_home")
+
+    def check_running(self, what: str) -> None:
+        if exited := [p.args for p in self.processes if p.poll() is not None]:
+            raise SystemExit(f"waiting for {what}, but a process exited: {exited}")
+
+    def wait_for(self, condition, limit: float, what: str) -> None:
+        deadline = time.monotonic() + limit
+        while not condition():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"gave up waiting for {what} after {limit:.0f} s")
+            self.check_running(what)
+            time.sleep(1)
+
+
+def stream_ready() -> bool:
+    try:
+        description = boto3.client("kinesis").describe_stream_summary(
+            StreamName=get_settings().ticks_stream
+        )
+    except Exception:  # the emulator is still starting or provisioning
+        return False
+    return description["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
+
+
+def print_percentiles(legs: dict[str, list[float]]) -> None:
+    for leg, seconds in legs.items():
+        if seconds:
+            p50, p95 = np.percentile(seconds, [50, 95])
+            print(f"  {leg:<28} p50 {p50:5.1f} s   p95 {p95:5.1f} s")
+
+
+def first_events(instance: dg.DagsterInstance, run_id: str) -> dict[tuple, float]:
+    """When each (event type, step) first happened in the run."""
+    first: dict[tuple, float] = {}
+    for entry in instance.all_logs(run_id):
+        if entry.dagster_event:
+            first.setdefault(
+                (entry.dagster_event.event_type_value, entry.step_key), entry.timestamp
+            )
+    return first
+
+
+def run_legs(instance: dg.DagsterInstance) -> dict[str, list[float]]:
+    """Per finished raw_ticks_job run: queue, run worker start, each step, the pool wait."""
+    legs = {
+        "queued": [],
+        "run worker start": [],
+        "raw_ticks step": [],
+        "wait for the duckdb pool": [],
+        "tick_models step (dbt)": [],
+        "then anomaly checks": [],  # after latest_quotes, but they hold the run and the pool
+    }
+    done = dg.RunsFilter(job_name="raw_ticks_job", statuses=[dg.DagsterRunStatus.SUCCESS])
+    for record in instance.get_run_records(done):
+        at = first_events(instance, record.dagster_run.run_id)
+        legs["queued"].append(at["PIPELINE_STARTING", None] - record.create_timestamp.timestamp())
+        legs["run worker start"].append(at["PIPELINE_START", None] - at["PIPELINE_STARTING", None])
+        legs["raw_ticks step"].append(
+            at["STEP_SUCCESS", "raw_ticks"] - at["STEP_START", "raw_ticks"]
+        )
+        legs["wait for the duckdb pool"].append(
+            at["STEP_START", "tick_models"] - at["STEP_SUCCESS", "raw_ticks"]
+        )
+        legs["tick_models step (dbt)"].append(
+            at["STEP_SUCCESS", "tick_models"] - at["STEP_START", "tick_models"]
+        )
+        legs["then anomaly checks"].append(
+            at["STEP_SUCCESS", "minute_bars_anomaly_checks"] - at["STEP_SUCCESS", "tick_models"]
+        )
+    return legs

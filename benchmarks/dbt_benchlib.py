@@ -26,10 +26,15 @@ import pyarrow.parquet as pq
 # implementation, imported from the repository root.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stock_pipeline.defs.transform.assets import DBT_PROJECT_DIR
 from stock_pipeline.emulator import moto_server
 from stock_pipeline.settings import export_environment, get_settings
 from stock_pipeline.wire import RAW_TICKS_SCHEMA
+
+# As the code location does (stock_pipeline/definitions.py): loading the dbt assets parses the
+# project when its manifest is stale, and dbt reads the warehouse from the environment.
+export_environment()
+
+from stock_pipeline.defs.transform.assets import DBT_PROJECT_DIR  # noqa: E402
 
 SYMBOLS = [f"SYM{i:03d}" for i in range(100)]
 SHARDS = ["shardId-000000000000", "shardId-000000000001"]

@@ -9,7 +9,7 @@ LINT_VENV := .venv-lint
 LINT_STAMP := $(LINT_VENV)/.installed-stamp
 AWS_PORT ?= 4566
 SERVE_PORT ?= 8000
-BENCHMARKS := ingest_decode dbt_incremental dbt_full_refresh freshness drain read_while_writing serve_latency provision producer
+BENCHMARKS := ingest_decode dbt_incremental dbt_full_refresh freshness drain sustained compaction read_while_writing serve_latency provision producer
 
 .PHONY: help install system-deps dev test test-unit infra-lint lint format validate docs sql local-aws provision produce alerts serve bench lock reset clean
 
@@ -91,7 +91,7 @@ alerts: $(STAMP) .env ## print alerts from the local SQS queue as they arrive
 serve: $(STAMP) .env ## dashboard and query API on http://127.0.0.1:SERVE_PORT (8000); reads the warehouse
 	$(BIN)/stock-pipeline serve --port $(SERVE_PORT)
 
-bench: $(STAMP) ## run the benchmarks and print their figures (about 25 minutes)
+bench: $(STAMP) ## run the benchmarks and print their figures (about 45 minutes)
 	for name in $(BENCHMARKS); do echo "== $$name"; $(BIN)/python benchmarks/$$name.py || exit 1; done
 
 lock: ## re-resolve dependencies and rewrite .ci/constraints.txt (the tested resolution)

@@ -26,31 +26,18 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import dagster as dg
-import duckdb
 import numpy as np
-from stack_benchlib import Stack, print_percentiles, run_legs
+from stack_benchlib import Deadline, LakeRows, Stack, print_percentiles, run_legs
 
 from stock_pipeline.producer.kinesis import MAX_RECORDS_PER_CALL, KinesisProducer
 from stock_pipeline.producer.synthetic import SyntheticMarket
-from stock_pipeline.resources.warehouse import Reader, WarehouseError, attach_lake
+from stock_pipeline.resources.warehouse import Reader, WarehouseError
 from stock_pipeline.settings import get_settings
 
 TARGET = 5_000  # ticks/s into the marts (issue #12)
 SHARD_WRITE_LIMIT = 1_000  # records/s one Kinesis shard accepts on AWS
 POLL_EVERY = 2.0
 PROGRESS_EVERY = 30.0
-
-
-class Deadline:
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-        self.at = time.monotonic() + seconds
-
-    def check(self, doing: str) -> None:
-        if time.monotonic() > self.at:
-            raise SystemExit(
-                f"gave up: the time limit of {self.seconds:.0f} s passed while {doing}"
-            )
 
 
 @dataclass
@@ -94,58 +81,6 @@ def preload(count: int, deadline: Deadline) -> Backlog:
         raise SystemExit(f"the producer put {producer.stats.sent:,} ticks of {count:,}")
     backlog.last_ts = {s: datetime.fromisoformat(ts) for s, ts in backlog.last_ts.items()}
     return backlog
-
-
-class LakeRows:
-    """Ticks in the lake now: one listing of raw/ticks, and the row count (Parquet footer) of
-    each object not seen before, so a poll costs the emulator little while it serves the runs."""
-
-    def __init__(self):
-        settings = get_settings()
-        self.s3 = boto3.client("s3")
-        self.bucket = settings.lake_bucket
-        self.prefix = "/".join(p for p in (settings.lake_prefix.strip("/"), "raw/ticks/") if p)
-        self.con = attach_lake(duckdb.connect())
-        self.rows: dict[tuple[str, str], int] = {}  # (key, ETag): an overwrite is a new object
-        self.count = 0
-
-    def url(self, key: str) -> str:
-        return f"s3://{self.bucket}/{key}"
-
-    def objects(self) -> list[tuple[str, str]]:
-        pages = self.s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=self.prefix
-        )
-        return [
-            (item["Key"], item["ETag"])
-            for page in pages
-            for item in page.get("Contents", [])
-            if item["Key"].endswith(".parquet")
-        ]
-
-    def poll(self) -> int:
-        objects = self.objects()
-        new = [obj for obj in objects if obj not in self.rows]
-        if new:
-            try:
-                counts = dict(
-                    self.con.execute(
-                        "select file_name, num_rows from parquet_file_metadata(?)",
-                        [[self.url(key) for key, _ in new]],
-                    ).fetchall()
-                )
-            except duckdb.Error:  # an object replaced or compacted away since the listing
-                return self.count
-            self.rows.update((obj, counts[self.url(obj[0])]) for obj in new)
-        self.count = sum(self.rows[obj] for obj in objects)
-        return self.count
-
-    def distinct_event_ids(self) -> tuple[int, int]:
-        """Rows and distinct event ids, read whole: for the check once the drain is done."""
-        urls = [self.url(key) for key, _ in self.objects()]
-        return self.con.execute(
-            "select count(*), count(distinct event_id) from read_parquet(?)", [urls]
-        ).fetchone()
 
 
 class Marts:

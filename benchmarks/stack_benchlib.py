@@ -1,24 +1,31 @@
 """Shared by the benchmarks that run the real stack: the emulator (`stock-pipeline local-aws`) and
 `dagster dev` (the instance file of `stock-pipeline dev`), on free loopback ports, with a temporary
 DAGSTER_HOME, warehouse and emulator S3 directory; every process started is stopped by its
-process group. Also what a raw_ticks_job run spends its time on, from Dagster's event log.
-Not a benchmark by itself.
+process group. Also what a raw_ticks_job run spends its time on, from Dagster's event log; probe
+ticks and how long each took to show in `latest_quotes`; the lake's row count, read without
+disturbing the writer; a time limit. Not a benchmark by itself.
 """
 
+import math
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
 import dagster as dg
+import duckdb
 import numpy as np
 
 from stock_pipeline.cli import DAGSTER_INSTANCE_YAML, dagster_dev_command, stop_process_groups
 from stock_pipeline.emulator import free_port
+from stock_pipeline.producer.kinesis import KinesisProducer
+from stock_pipeline.resources.warehouse import attach_lake, connect
 from stock_pipeline.settings import export_environment, get_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,24 +67,33 @@ class Stack:
     def __exit__(self, *exc) -> None:
         stop_process_groups(list(reversed(self.processes)), timeout=60)
 
-    def start(self, name: str, *args: str, cwd: Path = ROOT) -> None:
+    def start(self, name: str, *args: str, cwd: Path = ROOT) -> subprocess.Popen:
         # Each in its own process group, so stopping it stops what it started (dagster dev's
         # webserver, daemon, code server and runs); output kept for a look afterwards.
         with (self.tmp / f"{name}.log").open("w") as log:
-            self.processes.append(
-                subprocess.Popen(
-                    args, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-                )
+            process = subprocess.Popen(
+                args, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
+        self.processes.append(process)
+        return process
 
-    def start_emulator(self) -> None:
+    def stop(self, process: subprocess.Popen) -> None:
+        """Stop one process started here (its group), before the others; it is no longer
+        watched by `check_running`."""
+        stop_process_groups([process], timeout=60)
+        self.processes.remove(process)
+
+    def start_emulator(self) -> subprocess.Popen:
         """`stock-pipeline local-aws`, returning once it has provisioned the stream."""
         port = get_settings().aws_endpoint_url.rsplit(":", 1)[1]
-        self.start("emulator", *CLI, "local-aws", "--port", port)
+        process = self.start("emulator", *CLI, "local-aws", "--port", port)
         self.wait_for(stream_ready, 60, "the emulator")
+        return process
 
-    def start_dagster(self) -> None:
-        self.start("dagster", *dagster_dev_command(free_port()), cwd=self.tmp / "dagster_home")
+    def start_dagster(self) -> subprocess.Popen:
+        return self.start(
+            "dagster", *dagster_dev_command(free_port()), cwd=self.tmp / "dagster_home"
+        )
 
     def check_running(self, what: str) -> None:
         if exited := [p.args for p in self.processes if p.poll() is not None]:
@@ -90,6 +106,18 @@ class Stack:
                 raise SystemExit(f"gave up waiting for {what} after {limit:.0f} s")
             self.check_running(what)
             time.sleep(1)
+
+
+class Deadline:
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+
+    def check(self, doing: str) -> None:
+        if time.monotonic() > self.at:
+            raise SystemExit(
+                f"gave up: the time limit of {self.seconds:.0f} s passed while {doing}"
+            )
 
 
 def stream_ready() -> bool:
@@ -148,3 +176,118 @@ def run_legs(instance: dg.DagsterInstance) -> dict[str, list[float]]:
             at["STEP_SUCCESS", "minute_bars_anomaly_checks"] - at["STEP_SUCCESS", "tick_models"]
         )
     return legs
+
+
+def latest_quotes_times(instance: dg.DagsterInstance) -> list[float]:
+    records = instance.fetch_materializations(dg.AssetKey("latest_quotes"), limit=10_000).records
+    return sorted(record.timestamp for record in records)
+
+
+class Probes:
+    """Probe ticks (symbol PROBE, event time = now), each put alone through the real Kinesis
+    producer; once Dagster has stopped, how long each took to reach the lake, dbt and
+    `latest_quotes` (Dagster's event log), read without touching the warehouse while it is written.
+    """
+
+    def __init__(self):
+        self.producer = KinesisProducer(boto3.client("kinesis"), get_settings().ticks_stream)
+        self.put_at: dict[str, float] = {}  # event_id -> when it was put (epoch seconds)
+
+    def put(self) -> None:
+        event_id = f"probe-{uuid.uuid4()}"
+        now = datetime.now(UTC)
+        tick = {
+            "event_id": event_id,
+            "symbol": "PROBE",
+            "ts": now.isoformat(),
+            "price": 100.0 + len(self.put_at) / 100,
+            "volume": 1,
+            "source": "synthetic",
+            "schema_version": 1,
+        }
+        self.producer.put_ticks([tick])
+        self.put_at[event_id] = now.timestamp()
+
+    def count(self, since: float = -math.inf, until: float = math.inf) -> int:
+        return sum(since <= put < until for put in self.put_at.values())
+
+    def legs(
+        self, instance: dg.DagsterInstance, since: float = -math.inf, until: float = math.inf
+    ) -> dict[str, list[float]]:
+        """Seconds of each leg, for the probes put between `since` and `until`."""
+        quotes = latest_quotes_times(instance)
+        with connect(latest=True) as con:
+            loaded = con.execute(
+                "select event_id, epoch(ingested_at), epoch(loaded_at) from stg_lake__ticks"
+                " where symbol = 'PROBE'"
+            ).fetchall()
+        legs = {
+            "put -> lake": [],
+            "lake -> dbt load": [],
+            "dbt load -> latest_quotes": [],
+            "put -> latest_quotes": [],
+        }
+        for event_id, ingested, loaded_at in loaded:
+            put = self.put_at.get(event_id)
+            visible = next((t for t in quotes if t >= loaded_at), None)
+            if put is None or not since <= put < until:
+                continue
+            if visible is None:
+                continue  # loaded by a run that had not reached latest_quotes when Dagster stopped
+            legs["put -> lake"].append(ingested - put)
+            legs["lake -> dbt load"].append(loaded_at - ingested)
+            legs["dbt load -> latest_quotes"].append(visible - loaded_at)
+            legs["put -> latest_quotes"].append(visible - put)
+        return legs
+
+
+class LakeRows:
+    """Ticks in the lake now: one listing of raw/ticks, and the row count (Parquet footer) of
+    each object not seen before, so a poll costs the emulator little while it serves the runs."""
+
+    def __init__(self):
+        settings = get_settings()
+        self.s3 = boto3.client("s3")
+        self.bucket = settings.lake_bucket
+        self.prefix = "/".join(p for p in (settings.lake_prefix.strip("/"), "raw/ticks/") if p)
+        self.con = attach_lake(duckdb.connect())
+        self.rows: dict[tuple[str, str], int] = {}  # (key, ETag): an overwrite is a new object
+        self.count = 0
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def objects(self) -> list[tuple[str, str]]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.prefix
+        )
+        return [
+            (item["Key"], item["ETag"])
+            for page in pages
+            for item in page.get("Contents", [])
+            if item["Key"].endswith(".parquet")
+        ]
+
+    def poll(self) -> int:
+        objects = self.objects()
+        new = [obj for obj in objects if obj not in self.rows]
+        if new:
+            try:
+                counts = dict(
+                    self.con.execute(
+                        "select file_name, num_rows from parquet_file_metadata(?)",
+                        [[self.url(key) for key, _ in new]],
+                    ).fetchall()
+                )
+            except duckdb.Error:  # an object replaced or compacted away since the listing
+                return self.count
+            self.rows.update((obj, counts[self.url(obj[0])]) for obj in new)
+        self.count = sum(self.rows[obj] for obj in objects)
+        return self.count
+
+    def distinct_event_ids(self) -> tuple[int, int]:
+        """Rows and distinct event ids, read whole: for the check once the drain is done."""
+        urls = [self.url(key) for key, _ in self.objects()]
+        return self.con.execute(
+            "select count(*), count(distinct event_id) from read_parquet(?)", [urls]
+        ).fetchone()

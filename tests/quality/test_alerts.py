@@ -8,6 +8,7 @@ import boto3
 import dagster as dg
 import pytest
 
+from stock_pipeline import fault_proxy
 from stock_pipeline.defs.quality.checks import minute_bars_anomaly_checks
 from stock_pipeline.emulator import free_port
 from stock_pipeline.resources.alerts import AlertsResource, follow_alerts
@@ -245,3 +246,28 @@ def test_the_sent_ledger_holds_each_alert_as_published(alerts_resource, faulty_t
     run_checks(alerts_resource, minute_bars_stand_in(faulty_ticks))  # found again: sent once
     assert received_alerts() == []
     assert alerts_resource.sent_alerts(known=sent) == sent
+
+
+def test_s3_faults_on_the_ledger_send_no_alert_twice(
+    alerts_resource, moto_endpoint, faulty_ticks, ledger
+):
+    """S3 5xx and SlowDown on a share of the ledger's requests (the fault proxy in front of the
+    alerts' clients only): the runs retry through them, and each alert goes out once."""
+    proxy = fault_proxy.start(moto_endpoint, s3_error_rate=0.3, kinesis_throttle_rate=0, seed=7)
+    faulty = AlertsResource(
+        topic_name=alerts_resource.topic_name,
+        ledger_bucket=alerts_resource.ledger_bucket,
+        ledger_prefix=alerts_resource.ledger_prefix,
+        endpoint_url=proxy.url,
+    )
+    stand_in = minute_bars_stand_in(faulty_ticks)
+    try:
+        runs = [run_checks(faulty, stand_in) for _ in range(3)]  # a run and two re-runs
+    finally:
+        proxy.shutdown()
+
+    assert proxy.counts.s3_faults > 0
+    assert all(run.success for run in runs)
+    sent = [json.loads(message) for message in received_alerts()]
+    assert sorted(alert["rule"] for alert in sent) == ["price_jump", "stale_feed", "volume_spike"]
+    assert len(ledger("sent")) == 3 and ledger("pending") == set() and ledger("claims") == set()

@@ -156,12 +156,17 @@ def cancel_runs_left_in_flight(instance) -> int:
     return len(runs)
 
 
-def _sensor_cursor(instance, sensor_name: str) -> dict | None:
-    from dagster._core.scheduler.instigation import InstigatorType
+def _sensor_cursor(instance, sensor_name: str):
+    """The sensor's saved cursor (`planner.Cursor`), or None before its first evaluation."""
+    from stock_pipeline.defs.ingest.planner import Cursor
 
-    for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
-        if state.name == sensor_name and state.instigator_data and state.instigator_data.cursor:
-            return json.loads(state.instigator_data.cursor)
+    for state in instance.all_instigator_state():
+        if (
+            state.instigator_name == sensor_name
+            and state.instigator_data
+            and getattr(state.instigator_data, "cursor", None)
+        ):
+            return Cursor.loads(state.instigator_data.cursor)
     return None
 
 
@@ -169,19 +174,18 @@ def records_not_consumed(instance, kinesis, stream_name: str) -> int | None:
     """Records after the sensor's checkpoints (a lower bound, at most one page per shard), or
     None while the sensor has no cursor for this stream yet."""
     from stock_pipeline.defs.ingest.kinesis import list_shards, scan_shard
+    from stock_pipeline.defs.ingest.planner import Stream
 
     cursor = _sensor_cursor(instance, "kinesis_ticks_sensor")
     summary = kinesis.describe_stream_summary(StreamName=stream_name)["StreamDescriptionSummary"]
-    if (
-        not cursor
-        or cursor.get("stream", {}).get("created") != summary["StreamCreationTimestamp"].timestamp()
-    ):
+    stream = Stream.from_summary(summary)
+    if cursor is None or cursor.stream != stream.identity:
         return None
     pending = 0
     for shard in list_shards(kinesis, stream_name):
-        if shard.shard_id in cursor["drained"]:
+        if shard.shard_id in cursor.drained:
             continue
-        after = cursor["shards"].get(shard.shard_id, {}).get("sequence")
+        after = cursor.shards.get(shard.shard_id, {}).get("sequence")
         pending += scan_shard(kinesis, stream_name, shard, after, limit=10_000).count
     return pending
 

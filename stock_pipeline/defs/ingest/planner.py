@@ -34,6 +34,15 @@ class Stream:
     created: float  # epoch seconds: a re-created stream reuses its name, shard ids and sequences
     retention_hours: int
 
+    @classmethod
+    def from_summary(cls, summary: dict) -> "Stream":
+        """From Kinesis' DescribeStreamSummary `StreamDescriptionSummary`."""
+        return cls(
+            arn=summary["StreamARN"],
+            created=summary["StreamCreationTimestamp"].timestamp(),
+            retention_hours=summary["RetentionPeriodHours"],
+        )
+
     @property
     def identity(self) -> dict:
         return {"arn": self.arn, "created": self.created}

@@ -48,11 +48,7 @@ def kinesis_ticks_sensor(
     summary = client.describe_stream_summary(StreamName=kinesis.stream_name)[
         "StreamDescriptionSummary"
     ]
-    stream = Stream(
-        arn=summary["StreamARN"],
-        created=summary["StreamCreationTimestamp"].timestamp(),
-        retention_hours=summary["RetentionPeriodHours"],
-    )
+    stream = Stream.from_summary(summary)
 
     # A slow stream (a loaded host, throttled reads) shrinks the batch instead of running the
     # evaluation into Dagster's sensor timeout (60 s), which would throw its scans away.

@@ -157,17 +157,13 @@ def cancel_runs_left_in_flight(instance) -> int:
 
 
 def _sensor_cursor(instance, sensor_name: str):
-    """The sensor's saved cursor (`planner.Cursor`), or None before its first evaluation."""
+    """The sensor's saved cursor (`planner.Cursor`); an empty one before its first evaluation."""
     from stock_pipeline.defs.ingest.planner import Cursor
 
     for state in instance.all_instigator_state():
-        if (
-            state.instigator_name == sensor_name
-            and state.instigator_data
-            and getattr(state.instigator_data, "cursor", None)
-        ):
+        if state.instigator_name == sensor_name and state.instigator_data:
             return Cursor.loads(state.instigator_data.cursor)
-    return None
+    return Cursor()
 
 
 def records_not_consumed(instance, kinesis, stream_name: str) -> int | None:
@@ -179,7 +175,7 @@ def records_not_consumed(instance, kinesis, stream_name: str) -> int | None:
     cursor = _sensor_cursor(instance, "kinesis_ticks_sensor")
     summary = kinesis.describe_stream_summary(StreamName=stream_name)["StreamDescriptionSummary"]
     stream = Stream.from_summary(summary)
-    if cursor is None or cursor.stream != stream.identity:
+    if cursor.stream != stream.identity:
         return None
     pending = 0
     for shard in list_shards(kinesis, stream_name):

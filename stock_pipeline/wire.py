@@ -1,7 +1,7 @@
 """The wire format (one Kinesis record = one tick) and the lake's `raw/ticks` schema.
 
-See docs/architecture.md, "Wire format" and "Lake layout". Producer and ingest both import from
-here.
+See docs/architecture.md, "Wire format" and "Lake layout". Producer, ingest and the transform
+that reads the lake all import from here.
 """
 
 import json
@@ -14,6 +14,9 @@ SYMBOL_PATTERN = r"^[A-Z][A-Z0-9.\-]{0,9}$"
 SOURCES = ("synthetic", "yfinance", "csv")
 # A tick is ~200 bytes; anything this large is not a tick (Kinesis itself allows far more).
 MAX_RECORD_BYTES = 4096
+# The entry of each raw_ticks materialization that lists the lake objects it wrote: the next
+# build of stg_lake__ticks reads exactly those (stock_pipeline/defs/transform/lake_objects.py).
+TICK_OBJECTS = "tick_objects"
 
 RAW_TICKS_SCHEMA = pa.schema(
     [

@@ -61,3 +61,31 @@ def test_the_micro_batch_run_builds_every_tick_model_exclusions_included():
     job = defs.resolve_job_def("raw_ticks_job")
     built = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
     assert built >= {key.to_user_string() for key in tick_models.keys}
+
+
+def test_every_tick_model_test_runs_per_micro_batch_or_on_the_schedule():
+    from stock_pipeline.definitions import defs
+
+    repository = defs.get_repository_def()
+    graph = repository.asset_graph
+    per_batch = repository.get_job("raw_ticks_job").asset_layer.asset_graph.asset_check_keys
+    scheduled = repository.get_job("tick_model_checks_job").asset_layer
+    tests = {spec.key for spec in tick_models.check_specs}
+    names = {key.name for key in tests & per_batch}
+    # The micro-batch keeps the tests that stop the marts: the impossible bars, a doubled tick.
+    assert names == {
+        "minute_bars_price_within_daily_range",
+        "minute_bars_high_not_below_low",
+        "minute_bars_volume_not_negative",
+        *(key.name for key in tests if key.name.startswith("unique_in_latest_days_stg_lake__")),
+    }
+    assert len(names) == 4
+    assert tests - per_batch == scheduled.asset_graph.asset_check_keys
+    assert not scheduled.selected_asset_keys
+    assert len(tests - per_batch) == 19
+    # The anomaly alerts still follow every micro-batch.
+    assert {key.name for key in per_batch if key not in tests} >= {"price_jump", "stale_feed"}
+    assert repository.get_schedule_def("tick_model_checks_job_schedule").job_name == (
+        "tick_model_checks_job"
+    )
+    assert graph.asset_check_keys >= per_batch | tests

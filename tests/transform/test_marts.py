@@ -9,6 +9,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.s3.models import s3_backends
 
 from stock_pipeline.producer.synthetic import SyntheticMarket
+from stock_pipeline.resources.warehouse import writer
 from stock_pipeline.settings import get_settings
 from tests.helpers import query_lake
 from tests.transform import reference
@@ -175,3 +176,28 @@ def test_incremental_runs_read_only_the_objects_landed_since_the_last_build(
     warehouse.build()
     for table, keys in KEYS.items():
         pd.testing.assert_frame_equal(_sorted(warehouse.read(table), keys), before[table])
+
+
+def test_the_scheduled_checks_pass_on_the_marts_and_catch_a_broken_one(
+    ticks, ingest_ticks, warehouse
+):
+    """tick_model_checks_job runs the dbt tests micro-batches leave out, on the whole marts."""
+    from stock_pipeline.definitions import defs
+
+    ingest_ticks(ticks[:500])
+    warehouse.build()
+    job = defs.resolve_job_def("tick_model_checks_job")
+    passed = job.execute_in_process(instance=warehouse.instance)
+    evaluations = passed.get_asset_check_evaluations()
+    assert len(evaluations) == 19 and all(e.passed for e in evaluations)
+    assert not passed.get_asset_materialization_events()  # checks only: no model is rebuilt
+
+    with writer() as con:
+        con.execute(
+            "insert into warehouse.main.latest_quotes"
+            " select * from warehouse.main.latest_quotes limit 1"
+        )
+    failed = job.execute_in_process(instance=warehouse.instance, raise_on_error=False)
+    assert not failed.success  # an ERROR test: the run fails, and its failure alerts
+    failing = {e.check_name for e in failed.get_asset_check_evaluations() if not e.passed}
+    assert failing == {"unique_latest_quotes_symbol"}

@@ -2,12 +2,13 @@
 
 import dagster as dg
 
-from stock_pipeline.defs.ingest.assets import raw_ticks, raw_ticks_job
+from stock_pipeline.defs.ingest.assets import raw_ticks
 from stock_pipeline.defs.ingest.compaction import (
     raw_ticks_compaction,
     raw_ticks_compaction_job,
     raw_ticks_compaction_schedule,
 )
+from stock_pipeline.defs.ingest.jobs import raw_ticks_job
 from stock_pipeline.defs.ingest.sensors import kinesis_ticks_sensor
 from stock_pipeline.resources.aws import KinesisResource, LakeResource
 from stock_pipeline.resources.metrics import MetricsResource

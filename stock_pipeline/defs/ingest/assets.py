@@ -12,8 +12,7 @@ from stock_pipeline.defs.ingest.kinesis import RangeUnavailableError, read_range
 from stock_pipeline.defs.ingest.lake import WriteResult, write_quarantine, write_ticks
 from stock_pipeline.resources.aws import KinesisResource, LakeResource
 from stock_pipeline.resources.metrics import MetricsResource
-
-TICK_OBJECTS = "tick_objects"
+from stock_pipeline.wire import TICK_OBJECTS
 
 
 class ShardRange(dg.Config):
@@ -100,7 +99,6 @@ def raw_ticks(
             "records_quarantined": quarantined.rows,
             "partitions": dg.MetadataValue.json(sorted(written.partitions)),
             "partition_count": len(written.partitions),
-            # stg_lake__ticks reads exactly these (stock_pipeline/defs/transform/lake_objects.py).
             TICK_OBJECTS: dg.MetadataValue.json([lake.url(key) for key in written.keys]),
             "quarantine_objects": dg.MetadataValue.json([lake.url(k) for k in quarantined.keys]),
             "bytes_written": written.bytes + quarantined.bytes,
@@ -117,26 +115,3 @@ def raw_ticks(
             ),
         }
     )
-
-
-# The run that lands a micro-batch also brings the tick models downstream of it up to date
-# (dbt's step takes the `duckdb` pool): one run start per batch instead of two is what keeps
-# latest_quotes seconds, not a minute, behind the stream. Their checks ride along, except the
-# reconciliation with the official closes, which runs once a day on its own schedule.
-DAILY_RECONCILIATION = dg.AssetCheckKey(dg.AssetKey("daily_prices"), "daily_close_matches_official")
-
-raw_ticks_job = dg.define_asset_job(
-    "raw_ticks_job",
-    # The exclusions written since the last batch are applied by the same build.
-    selection=(
-        dg.AssetSelection.assets(raw_ticks).downstream()
-        | dg.AssetSelection.assets("tick_exclusions").downstream(include_self=False)
-    )
-    - dg.AssetSelection.checks(DAILY_RECONCILIATION),
-    description="Consume one micro-batch of Kinesis ranges into the lake and update the models "
-    "built on it (launched by kinesis_ticks_sensor).",
-    # With run retries on in the instance, a run whose worker died is re-executed from the step
-    # that did not finish, with the same ranges: the lake keys and staging's de-duplication
-    # keep it exactly once.
-    tags={"dagster/max_retries": "3", "dagster/retry_strategy": "FROM_FAILURE"},
-)

@@ -10,7 +10,8 @@ import time
 
 import dagster as dg
 
-from stock_pipeline.defs.ingest.assets import RawTicksConfig, raw_ticks_job
+from stock_pipeline.defs.ingest.assets import RawTicksConfig
+from stock_pipeline.defs.ingest.jobs import raw_ticks_job
 from stock_pipeline.defs.ingest.kinesis import ScanResult, Shard, list_shards, scan_shard
 from stock_pipeline.defs.ingest.planner import CheckpointGoneError, Cursor, Stream, plan
 from stock_pipeline.resources.aws import KinesisResource

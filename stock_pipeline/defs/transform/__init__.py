@@ -6,6 +6,8 @@ from stock_pipeline.defs.transform.assets import (
     daily_bar_models,
     dbt_project,
     tick_exclusions,
+    tick_model_checks_job,
+    tick_model_checks_schedule,
     tick_models,
     transform_automation_sensor,
 )
@@ -17,8 +19,8 @@ from stock_pipeline.resources.dbt_cli import DbtCli
 
 defs = dg.Definitions(
     assets=[tick_models, daily_bar_models, tick_exclusions],
-    jobs=[warehouse_maintenance_job],
-    schedules=[warehouse_maintenance_schedule],
+    jobs=[warehouse_maintenance_job, tick_model_checks_job],
+    schedules=[warehouse_maintenance_schedule, tick_model_checks_schedule],
     sensors=[transform_automation_sensor],
     resources={"dbt": DbtCli(project_dir=dbt_project())},
 )

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from stock_pipeline.defs.ingest.assets import TICK_OBJECTS
+from stock_pipeline.wire import TICK_OBJECTS
 
 RAW_TICKS = dg.AssetKey("raw_ticks")
 STG_TICKS = dg.AssetKey("stg_lake__ticks")

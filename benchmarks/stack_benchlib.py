@@ -22,7 +22,7 @@ import dagster as dg
 import duckdb
 import numpy as np
 
-from stock_pipeline.cli import DAGSTER_INSTANCE_YAML, dagster_dev_command, stop_process_groups
+from stock_pipeline.cli import dagster_dev_command, stop_process_groups, write_dev_instance
 from stock_pipeline.emulator import free_port
 from stock_pipeline.producer.kinesis import KinesisProducer
 from stock_pipeline.resources.warehouse import attach_lake, connect
@@ -41,7 +41,7 @@ class Stack:
     def __init__(self, prefix: str):
         self.tmp = Path(tempfile.mkdtemp(prefix=prefix))
         (self.tmp / "dagster_home").mkdir()
-        (self.tmp / "dagster_home" / "dagster.yaml").write_text(DAGSTER_INSTANCE_YAML)
+        write_dev_instance(self.tmp / "dagster_home")
         os.environ.update(
             AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}",
             AWS_ACCESS_KEY_ID="test",

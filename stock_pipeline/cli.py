@@ -3,6 +3,7 @@
 import argparse
 import contextlib
 import itertools
+import json
 import logging
 import os
 import signal
@@ -19,7 +20,7 @@ from stock_pipeline.settings import LOCAL_ENDPOINT, SettingsError, export_enviro
 log = logging.getLogger("stock_pipeline")
 
 WORKSPACE = Path(__file__).resolve().parents[1] / "workspace.yaml"
-DAGSTER_INSTANCE_YAML = """\
+DEV_INSTANCE_YAML = """\
 # Written by `stock-pipeline dev`. Steps that write the warehouse share the pool `duckdb`,
 # limited to one at a time: concurrent DuckLake commits would conflict and retry.
 run_coordinator:
@@ -28,6 +29,13 @@ run_coordinator:
   config:
     # Micro-batches are latency-bound: launch a queued run within a second (default 5 s).
     dequeue_interval_seconds: 1
+# One event log database instead of Dagster's default SQLite file per run, which repeats the
+# schema in every file and each asset event in an index: a micro-batch every few seconds.
+event_log_storage:
+  module: dagster.core.storage.event_log
+  class: ConsolidatedSqliteEventLogStorage
+  config:
+    base_dir: {dagster_home}
 concurrency:
   runs:
     max_concurrent_runs: 4
@@ -67,6 +75,12 @@ telemetry:
 nux:
   enabled: false
 """
+
+
+def write_dev_instance(dagster_home: Path) -> None:
+    """The instance of the local stack: its `dagster.yaml` in `dagster_home`."""
+    text = DEV_INSTANCE_YAML.format(dagster_home=json.dumps(str(dagster_home.absolute())))
+    (dagster_home / "dagster.yaml").write_text(text)
 
 
 def _ticks(args) -> Iterator[dict]:
@@ -258,7 +272,7 @@ def dev(args) -> None:
     if local:
         devstack.start_clean_if_lake_was_lost(dagster_home)
     dagster_home.mkdir(parents=True, exist_ok=True)
-    (dagster_home / "dagster.yaml").write_text(DAGSTER_INSTANCE_YAML)
+    write_dev_instance(dagster_home)
     if local:
         with dg.DagsterInstance.get() as instance:
             if canceled := devstack.cancel_runs_left_in_flight(instance):

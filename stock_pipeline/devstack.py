@@ -104,11 +104,16 @@ def local_state(dagster_home: Path) -> list[Path]:
     paths = [settings.local_s3_dir.absolute()]
     kind, target = settings.catalog
     if kind == "sqlite":
-        catalog = Path(target)
-        paths += [catalog, *(catalog.with_name(catalog.name + end) for end in ("-wal", "-shm"))]
+        paths += _sqlite_files(Path(target))
     if "://" not in settings.warehouse_data_url:
         paths.append(Path(settings.warehouse_data_url))
-    return paths + [dagster_home / name for name in ("storage", "history", "schedules")]
+    dagster_state = [dagster_home / name for name in ("storage", "history", "schedules")]
+    return paths + dagster_state + _sqlite_files(dagster_home / "event_log.db")
+
+
+def _sqlite_files(database: Path) -> list[Path]:
+    """A SQLite database and the write-ahead log files next to it."""
+    return [database, *(database.with_name(database.name + end) for end in ("-wal", "-shm"))]
 
 
 def start_clean_if_lake_was_lost(dagster_home: Path) -> bool:

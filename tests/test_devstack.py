@@ -4,7 +4,7 @@ import dagster as dg
 import requests
 
 from stock_pipeline import devstack
-from stock_pipeline.cli import DAGSTER_INSTANCE_YAML
+from stock_pipeline.cli import write_dev_instance
 from stock_pipeline.settings import get_settings
 
 
@@ -69,9 +69,12 @@ def test_a_stop_that_did_not_save_the_lake_starts_clean(tmp_path, monkeypatch):
 
 
 def test_the_dev_instance_recovers_crashed_runs_and_shows_no_dialog(dagster_home):
-    (dagster_home / "dagster.yaml").write_text(DAGSTER_INSTANCE_YAML)
+    write_dev_instance(dagster_home)
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         assert instance.run_monitoring_enabled
         assert instance.run_retries_enabled
         assert not instance.nux_enabled
         assert not instance.telemetry_enabled
+        # One event log for every run, where `make reset` and a clean start find it.
+        assert instance.event_log_storage.get_db_path() == str(dagster_home / "event_log.db")
+        assert dagster_home / "event_log.db" in devstack.local_state(dagster_home)

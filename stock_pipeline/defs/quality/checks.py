@@ -156,15 +156,18 @@ def minute_bars_anomaly_checks(
     }
     for spec in CHECK_SPECS:
         found = anomalies[anomalies["check"] == spec.name]
+        metadata = {
+            "anomaly_count": len(found),
+            "symbols": len(found["symbol"].unique()),
+            **delivery_metadata,
+        }
+        # Not an empty table on every micro-batch's evaluation: each is kept in the event log.
+        if not found.empty:
+            metadata["anomalies"] = anomaly_table(found)
         yield dg.AssetCheckResult(
             check_name=spec.name,
             asset_key=MINUTE_BARS,
             passed=found.empty,
             severity=CHECK_SEVERITY[spec.name],
-            metadata={
-                "anomaly_count": len(found),
-                "symbols": len(found["symbol"].unique()),
-                "anomalies": anomaly_table(found),
-                **delivery_metadata,
-            },
+            metadata=metadata,
         )

@@ -192,6 +192,12 @@ class Settings(BaseSettings):
         description="finished runs older than this, with their event and compute logs, are "
         "deleted by `dagster_state_purge_job` (every 30 min)",
     )
+    dagster_micro_batch_retention_hours: float = Field(
+        8,
+        ge=0,
+        description="successful `raw_ticks_job` runs, one every few seconds, are deleted after "
+        "this instead (when shorter): their data is in the lake and the marts",
+    )
     dagster_home: Path = Field(
         Path(".dagster"),
         description="Dagster's instance directory (`stock-pipeline dev` writes its `dagster.yaml`)",

@@ -56,3 +56,34 @@ def test_purge_deletes_old_runs_and_their_files_but_not_partition_history(
         get_settings.cache_clear()
         assert dagster_state_purge_job.execute_in_process(instance=instance).success
         assert len(instance.get_runs()) == 3
+
+
+def test_successful_micro_batch_runs_go_sooner_failed_ones_and_others_stay(
+    dagster_home, monkeypatch
+):
+    @dg.asset
+    def flaky(context: dg.AssetExecutionContext) -> None:
+        if context.run.tags.get("fail"):
+            raise RuntimeError("a failed micro-batch")
+
+    micro_batch = dg.define_asset_job("raw_ticks_job", selection=[flaky])
+    other = dg.define_asset_job("other_job", selection=[flaky])
+    job_defs = dg.Definitions(assets=[flaky], jobs=[micro_batch, other])
+    with dg.DagsterInstance.local_temp(str(dagster_home)) as instance:
+
+        def run(name: str, **tags: str) -> str:
+            job = job_defs.resolve_job_def(name)
+            return job.execute_in_process(instance=instance, tags=tags, raise_on_error=False).run_id
+
+        batches = [run("raw_ticks_job") for _ in range(3)]
+        kept = {run("raw_ticks_job", fail="yes"), run("other_job")}
+        time.sleep(1.1)
+
+        monkeypatch.setenv("DAGSTER_RETENTION_HOURS", "24")
+        monkeypatch.setenv("DAGSTER_MICRO_BATCH_RETENTION_HOURS", "0")
+        get_settings.cache_clear()
+        purge = dagster_state_purge_job.execute_in_process(instance=instance)
+
+        (output,) = [e for e in purge.all_events if e.is_successful_output]
+        assert output.event_specific_data.metadata["runs_deleted"].value == len(batches)
+        assert {r.run_id for r in instance.get_runs()} == kept | {purge.run_id}

@@ -1,9 +1,10 @@
 """`dagster_state_purge_job`: deletes finished runs older than DAGSTER_RETENTION_HOURS.
 
-A micro-batch run a few seconds apart, each with its event log, compute logs and (on SQLite)
-its own database file, grows the instance by megabytes a minute. Runs of partitioned assets
-are kept: their events are what marks a partition (a `daily_bars` day) as materialised. Sensor
-and schedule ticks are purged by the instance's own `retention` settings.
+A micro-batch run every few seconds, each with its event log and compute logs, is most of the
+instance: successful `raw_ticks_job` runs go after DAGSTER_MICRO_BATCH_RETENTION_HOURS instead,
+which keeps a day of `make dev` under 1 GB. Runs
+of partitioned assets are kept: their events are what marks a partition (a `daily_bars` day) as
+materialised. Sensor and schedule ticks are purged by the instance's own `retention` settings.
 """
 
 import contextlib
@@ -26,23 +27,18 @@ class PurgeResult:
     runs_kept_for_partitions: int = 0
 
 
-def purge_runs(instance: dg.DagsterInstance, before: datetime, keep: set[str]) -> PurgeResult:
-    """Delete finished runs last updated before `before`, but not the ones in `keep` nor runs
-    of partitioned assets."""
-    result = PurgeResult()
+FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+MICRO_BATCH_JOB = "raw_ticks_job"
+
+
+def purge_runs(
+    instance: dg.DagsterInstance, runs: dg.RunsFilter, keep: set[str], result: PurgeResult
+) -> None:
+    """Delete the runs `runs` selects (finished ones, by their update time), but not the ones in
+    `keep` nor runs of partitioned assets."""
     kept: set[str] = set(keep)
     while True:
-        records = instance.get_run_records(
-            dg.RunsFilter(
-                statuses=[
-                    dg.DagsterRunStatus.SUCCESS,
-                    dg.DagsterRunStatus.FAILURE,
-                    dg.DagsterRunStatus.CANCELED,
-                ],
-                updated_before=before,
-            ),
-            limit=BATCH + len(kept),
-        )
+        records = instance.get_run_records(runs, limit=BATCH + len(kept))
         doomed = []
         for record in records:
             run = record.dagster_run
@@ -54,10 +50,11 @@ def purge_runs(instance: dg.DagsterInstance, before: datetime, keep: set[str]) -
                 continue
             doomed.append(run.run_id)
         if not doomed:
-            return result
+            return
         for run_id in doomed:
             instance.delete_run(run_id)
-            # SQLite keeps each run's events in a file of its own, which delete_run empties.
+            # Dagster's default SQLite storage keeps each run's events in a file of its own,
+            # which delete_run empties (the dev instance has one event log for all runs).
             storage = instance.event_log_storage
             if isinstance(storage, SqliteEventLogStorage):
                 with contextlib.suppress(FileNotFoundError):
@@ -67,20 +64,41 @@ def purge_runs(instance: dg.DagsterInstance, before: datetime, keep: set[str]) -
             result.runs_deleted += 1
 
 
-@dg.op(description="Delete finished runs older than DAGSTER_RETENTION_HOURS, with their logs.")
+@dg.op(
+    description="Delete finished runs older than DAGSTER_RETENTION_HOURS, and successful "
+    "micro-batch runs older than DAGSTER_MICRO_BATCH_RETENTION_HOURS, with their logs."
+)
 def purge_old_runs(context: dg.OpExecutionContext) -> dg.Output[None]:
-    hours = get_settings().dagster_retention_hours
-    before = datetime.now(UTC) - timedelta(hours=hours)
-    result = purge_runs(context.instance, before, keep={context.run_id})
+    settings = get_settings()
+    now = datetime.now(UTC)
+    before = now - timedelta(hours=settings.dagster_retention_hours)
+    batches_before = now - timedelta(hours=settings.dagster_micro_batch_retention_hours)
+    result = PurgeResult()
+    keep = {context.run_id}
+    purge_runs(
+        context.instance,
+        dg.RunsFilter(
+            job_name=MICRO_BATCH_JOB,
+            statuses=[dg.DagsterRunStatus.SUCCESS],
+            updated_before=batches_before,
+        ),
+        keep,
+        result,
+    )
+    purge_runs(
+        context.instance, dg.RunsFilter(statuses=FINISHED, updated_before=before), keep, result
+    )
     context.log.info(
         f"deleted {result.runs_deleted} runs last updated before {before:%Y-%m-%d %H:%M}Z"
+        f" (successful {MICRO_BATCH_JOB} runs: before {batches_before:%Y-%m-%d %H:%M}Z)"
     )
     return dg.Output(
         None,
         metadata={
             "runs_deleted": result.runs_deleted,
             "runs_kept_for_partitions": result.runs_kept_for_partitions,
-            "retention_hours": hours,
+            "retention_hours": settings.dagster_retention_hours,
+            "micro_batch_retention_hours": settings.dagster_micro_batch_retention_hours,
         },
     )
 

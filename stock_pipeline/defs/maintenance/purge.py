@@ -2,9 +2,9 @@
 
 A micro-batch run every few seconds, each with its event log and compute logs, is most of the
 instance: successful `raw_ticks_job` runs go after DAGSTER_MICRO_BATCH_RETENTION_HOURS instead,
-which keeps a day of `make dev` under 1 GB. Runs
-of partitioned assets are kept: their events are what marks a partition (a `daily_bars` day) as
-materialised. Sensor and schedule ticks are purged by the instance's own `retention` settings.
+which keeps a day of `make dev` under 1 GB. Runs of partitioned assets are kept: their events
+are what marks a partition (a `daily_bars` day) as materialised. Sensor and schedule ticks are
+purged by the instance's own `retention` settings.
 """
 
 import contextlib
@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 from dagster._core.storage.event_log import SqliteEventLogStorage
 
+from stock_pipeline.defs.ingest.jobs import raw_ticks_job
 from stock_pipeline.settings import get_settings
 
 PARTITION_TAGS = ("dagster/partition", "dagster/asset_partition_range_start")
@@ -28,7 +29,6 @@ class PurgeResult:
 
 
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
-MICRO_BATCH_JOB = "raw_ticks_job"
 
 
 def purge_runs(
@@ -78,7 +78,7 @@ def purge_old_runs(context: dg.OpExecutionContext) -> dg.Output[None]:
     purge_runs(
         context.instance,
         dg.RunsFilter(
-            job_name=MICRO_BATCH_JOB,
+            job_name=raw_ticks_job.name,
             statuses=[dg.DagsterRunStatus.SUCCESS],
             updated_before=batches_before,
         ),
@@ -90,7 +90,7 @@ def purge_old_runs(context: dg.OpExecutionContext) -> dg.Output[None]:
     )
     context.log.info(
         f"deleted {result.runs_deleted} runs last updated before {before:%Y-%m-%d %H:%M}Z"
-        f" (successful {MICRO_BATCH_JOB} runs: before {batches_before:%Y-%m-%d %H:%M}Z)"
+        f" (successful {raw_ticks_job.name} runs: before {batches_before:%Y-%m-%d %H:%M}Z)"
     )
     return dg.Output(
         None,

@@ -60,8 +60,10 @@ class Settings(BaseSettings):
     ticks_stream_retention_hours: int = Field(
         24, description="how long the stream keeps records (`provision`)"
     )
+    # A tick waits up to this long for the run that lands it; an evaluation that finds two runs
+    # in flight skips after one count query, so a short interval costs little.
     kinesis_sensor_interval_seconds: int = Field(
-        5, ge=1, description="seconds between sensor ticks"
+        2, ge=1, description="seconds between sensor ticks"
     )
     kinesis_max_records_per_run: int = Field(
         200000, ge=1, description="most records one `raw_ticks` run consumes"

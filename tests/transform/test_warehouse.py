@@ -5,14 +5,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
-from dbt.cli.main import dbtRunner
 
 from stock_pipeline.defs.transform.assets import daily_bar_models, dbt_project, tick_models
 from stock_pipeline.defs.transform.maintenance import storage, warehouse_maintenance_job
@@ -32,9 +30,9 @@ SYMBOLS = ["AAA", "BBB"]
 START = datetime(2026, 11, 18, 23, 30, tzinfo=UTC)  # batches on both sides of midnight, UTC
 MARTS = ("minute_bars", "moving_averages", "daily_prices", "latest_quotes")
 
-# A second process, as the API server reads: every ~100 ms, on a connection that follows the
-# complete builds, both marts in the one snapshot it sees, where each symbol-day's minute
-# volumes must add up to its daily volume.
+# A second process, as the API server reads: every 200 ms (what the issue asks), on a connection
+# that follows the complete builds, both marts in the one snapshot it sees, where each
+# symbol-day's minute volumes must add up to its daily volume.
 READER = textwrap.dedent(
     """
     import json, sys, time
@@ -44,7 +42,7 @@ READER = textwrap.dedent(
         from (select symbol, trade_date, sum(volume) as volume from minute_bars group by all) bars
         full join daily_prices days using (symbol, trade_date)
     '''
-    reader = Reader(refresh_seconds=0.1)
+    reader = Reader(refresh_seconds=0.2)
     deadline = time.monotonic() + float(sys.argv[1])
     while time.monotonic() < deadline:
         started = time.monotonic()
@@ -57,7 +55,7 @@ READER = textwrap.dedent(
         except Exception as err:
             line = {"error": f"{type(err).__name__}: {err}"}
         print(json.dumps(line), flush=True)
-        time.sleep(max(0.0, 0.1 - (time.monotonic() - started)))
+        time.sleep(max(0.0, 0.2 - (time.monotonic() - started)))
     """
 )
 
@@ -79,15 +77,16 @@ def marts(latest: bool = False) -> dict[str, pd.DataFrame]:
 
 @pytest.mark.slow
 def test_readers_see_whole_builds_while_micro_batches_are_built(ingest_ticks, warehouse, tmp_path):
+    builds = warehouse.builder()
     ingest_ticks(batches(1)[0])
-    warehouse.build()  # readers need a first build to read
+    builds.build()  # readers need a first build to read
     # Its lines go to a file: a pipe nobody reads during the builds would fill and block it.
     with (tmp_path / "reads.jsonl").open("w") as lines:
         reader = subprocess.Popen([sys.executable, "-c", READER, "600"], stdout=lines, text=True)
         try:
             for batch in batches(11)[1:]:
                 ingest_ticks(batch)
-                warehouse.build()
+                builds.build()
         finally:
             reader.terminate()
             try:
@@ -141,29 +140,14 @@ def test_time_travel_reads_the_build_of_that_time(ingest_ticks, warehouse):
         connect(at=datetime(2001, 1, 1, tzinfo=UTC))
 
 
-def dbt_in_process() -> Callable[..., None]:
-    """dbt in this process, parsed once: the 50 builds below skip a dbt start-up and parse each."""
-    project = str(dbt_project().project_dir)
-    flags = ["--project-dir", project, "--profiles-dir", project, "--quiet"]
-    parsed = dbtRunner().invoke(["parse", *flags])
-    assert parsed.success, parsed.exception
-    runner = dbtRunner(manifest=parsed.result)
-
-    def invoke(*args: str) -> None:
-        result = runner.invoke([*args, *flags])
-        assert result.success, result.exception
-
-    return invoke
-
-
 @pytest.mark.slow
 def test_maintenance_after_50_micro_batches_leaves_fewer_files_and_the_same_marts(
     ingest_ticks, warehouse
 ):
-    dbt = dbt_in_process()
+    builds = warehouse.builder()
     for batch in batches(50, minutes_each=1):
         ingest_ticks(batch)
-        dbt("build", "--exclude-resource-type", "unit_test", "--exclude", "test_type:data")
+        builds.build()
     before = marts()
     with writer() as con:
         files_before = storage(con)
